@@ -1,0 +1,107 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Strict settings for every Swift target (the hummingbird model).
+let strictSwift: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "nodeprof",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "nodeprof", targets: ["nodeprof"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+    ],
+    targets: [
+        // MARK: C targets
+        .systemLibrary(
+            name: "CLibbpf",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev"])]
+        ),
+        .systemLibrary(
+            name: "CZlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
+        .target(
+            name: "CSampling",
+            dependencies: ["CLibbpf"],
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+        ),
+        .target(
+            name: "CSymbolization",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])],
+            linkerSettings: [.linkedLibrary("stdc++")]
+        ),
+
+        // MARK: Swift modules (one job each, see docs/architecture.md)
+        .target(name: "NodeprofCore", swiftSettings: strictSwift),
+        .target(
+            name: "Sampling",
+            dependencies: ["NodeprofCore", "CSampling"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "Symbolization",
+            dependencies: ["NodeprofCore", "CSymbolization"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "Profiles",
+            dependencies: [
+                "NodeprofCore", "CZlib",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            exclude: ["Generated/README.md"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "Agent",
+            dependencies: [
+                "NodeprofCore", "Sampling", "Symbolization", "Profiles",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "nodeprof",
+            dependencies: [
+                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
+        // MARK: Tests
+        .target(
+            name: "TestSupport",
+            dependencies: ["NodeprofCore"],
+            path: "Tests/TestSupport",
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SymbolizationTests",
+            dependencies: ["Symbolization", "NodeprofCore", "TestSupport"],
+            resources: [.copy("Hostile")],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProfilesTests",
+            dependencies: ["Profiles", "NodeprofCore", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "SamplingTests",
+            dependencies: ["Sampling", "Agent", "Symbolization", "Profiles", "NodeprofCore", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+    ]
+)

@@ -1,0 +1,1 @@
+#include "nodeprof_symbolization.h"

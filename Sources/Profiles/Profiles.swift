@@ -1,0 +1,1 @@
+// Profiles: the in-memory profile, encoders (pprof), reports.
