@@ -1,0 +1,81 @@
+public import NodeprofCore
+
+/// A CPU profile held in memory: the symbolized samples of one collection window and what
+/// is needed to interpret them.
+///
+/// The profile is format-agnostic. Samples are kept as recorded (with their timestamps) so
+/// every encoder can aggregate them its own way: ``PprofEncoder`` merges identical stacks,
+/// an OTLP builder keeps per-sample timestamps, ``TopFunctions`` folds them per function.
+public struct Profile: Sendable {
+    /// Start of the collection window, nanoseconds since the Unix epoch.
+    public var startTimeNanos: UInt64
+    /// Length of the collection window in nanoseconds.
+    public var durationNanos: UInt64
+    /// Sampling frequency per CPU, in Hz (samples per second of on-CPU time).
+    public let frequencyHz: UInt64
+    /// Samples in the order they were added.
+    public private(set) var samples: [SymbolizedSample] = []
+    /// Samples that never made it into ``samples``, by reason.
+    public private(set) var drops: [DropCount] = []
+    /// Free-form notes carried into the encoded profile (pprof comments), such as the
+    /// command line that produced it.
+    public var comments: [String] = []
+
+    /// Creates an empty profile.
+    ///
+    /// - Precondition: `frequencyHz` is in `1...1_000_000_000`; callers validate
+    ///   configuration (or decoded input) before creating a profile.
+    public init(startTimeNanos: UInt64, durationNanos: UInt64 = 0, frequencyHz: UInt64) {
+        precondition(
+            (1...1_000_000_000).contains(frequencyHz),
+            "sampling frequency \(frequencyHz) Hz is outside 1 Hz...1 GHz")
+        self.startTimeNanos = startTimeNanos
+        self.durationNanos = durationNanos
+        self.frequencyHz = frequencyHz
+    }
+
+    /// Time each sample stands for, in nanoseconds (1e9 / frequency, rounded down).
+    public var periodNanos: UInt64 { 1_000_000_000 / frequencyHz }
+
+    /// Number of samples added.
+    public var sampleCount: Int { samples.count }
+
+    /// Number of samples dropped, over all reasons.
+    public var droppedCount: UInt64 {
+        drops.reduce(0) { $0 &+ $1.count }
+    }
+
+    /// Adds one sample.
+    public mutating func add(_ sample: SymbolizedSample) {
+        samples.append(sample)
+    }
+
+    /// Counts `count` samples lost for `reason` ("ring buffer full", "no stack").
+    ///
+    /// Counts for the same reason add up; reasons keep the order they were first seen in.
+    public mutating func recordDrops(_ count: UInt64, reason: String) {
+        guard count > 0 else { return }
+        // A profile sees a handful of reasons, so a linear scan beats hashing.
+        if let index = drops.firstIndex(where: { $0.reason == reason }) {
+            drops[index].count &+= count
+        } else {
+            drops.append(DropCount(reason: reason, count: count))
+        }
+    }
+
+    /// ``comments`` followed by one line per drop reason, as encoders write them.
+    public var allComments: [String] {
+        comments + drops.map { "dropped \($0.count) samples: \($0.reason)" }
+    }
+}
+
+/// How many samples were lost for one reason.
+public struct DropCount: Sendable, Hashable {
+    public var reason: String
+    public var count: UInt64
+
+    public init(reason: String, count: UInt64) {
+        self.reason = reason
+        self.count = count
+    }
+}

@@ -1,1 +1,0 @@
-// Profiles: the in-memory profile, encoders (pprof), reports.
