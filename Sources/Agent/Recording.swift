@@ -1,0 +1,106 @@
+public import NodeprofCore
+public import Profiles
+public import Sampling
+public import Symbolization
+import Glibc
+import Synchronization
+
+/// A stop request that any thread or signal handler can raise.
+public final class StopSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public func stop() { flag.store(true, ordering: .relaxed) }
+    public var isStopped: Bool { flag.load(ordering: .relaxed) }
+}
+
+/// Progress of a running recording, reported about once a second.
+public struct RecordingProgress: Sendable {
+    public var elapsedSeconds: Double
+    public var plannedSeconds: Double?
+    public var samples: Int
+    public var processes: Int
+    public var lost: UInt64
+}
+
+/// What a finished recording produced.
+public struct RecordingResult: Sendable {
+    public var profile: Profile
+    public var counters: SamplerCounters
+    public var symbolization: SymbolizerStatistics
+    /// True when the recording ended early because a stop was requested.
+    public var stoppedEarly: Bool
+}
+
+/// `nodeprof record`: samples for a duration, symbolizes each sample as it arrives (while
+/// its process is most likely still alive), and collects a ``Profile``.
+///
+/// The sampler starts in `init`; ``run(stop:progress:)`` blocks the calling thread until
+/// the duration has passed or `stop` is raised, so call it from a dedicated thread.
+public final class Recording {
+    public let durationSeconds: Double?
+    private let sampler: Sampler
+    private let symbolizer: Symbolizer
+    private let startNanos: UInt64
+
+    public init(durationSeconds: Double?, sampler configuration: SamplerConfiguration) throws(SamplerError) {
+        try Preflight.checkPrivileges()
+        try Preflight.checkBTF()
+        self.durationSeconds = durationSeconds
+        self.symbolizer = Symbolizer()
+        // Snapshot the selected processes' maps before the first sample arrives.
+        for pid in configuration.processIDs ?? [] { symbolizer.observe(pid: pid) }
+        self.startNanos = Self.wallClockNanos()
+        self.sampler = try Sampler(configuration: configuration)
+    }
+
+    public func run(stop: StopSignal, progress: (RecordingProgress) -> Void) throws(SamplerError) -> RecordingResult {
+        let started = Self.monotonicSeconds()
+        var profile = Profile(startTimeNanos: startNanos, frequencyHz: sampler.configuration.frequency)
+        var seenProcesses = Set<Int32>()
+        var lastReport = started
+        let symbolizer = self.symbolizer
+
+        func consume(_ sample: StackSample) {
+            if seenProcesses.insert(sample.pid).inserted { symbolizer.observe(pid: sample.pid) }
+            profile.add(symbolizer.symbolize(sample))
+        }
+
+        while !stop.isStopped {
+            let elapsed = Self.monotonicSeconds() - started
+            if let durationSeconds, elapsed >= durationSeconds { break }
+            let remaining = durationSeconds.map { max(0, $0 - elapsed) } ?? 1
+            let timeout = Int32(min(250, max(1, remaining * 1000)))
+            try sampler.poll(timeoutMilliseconds: timeout, consume)
+            let now = Self.monotonicSeconds()
+            if now - lastReport >= 1 {
+                lastReport = now
+                let lost = (try? sampler.counters().lostRingBufferFull) ?? 0
+                progress(.init(elapsedSeconds: now - started, plannedSeconds: durationSeconds,
+                               samples: profile.sampleCount, processes: seenProcesses.count, lost: lost))
+            }
+        }
+        // Samples already in the ring buffer belong to the recording window: drain them.
+        while try sampler.poll(timeoutMilliseconds: 0, consume) > 0 {}
+
+        let counters = try sampler.counters()
+        profile.durationNanos = Self.wallClockNanos() &- startNanos
+        profile.recordDrops(counters.lostRingBufferFull, reason: "lost: ring buffer full")
+        profile.recordDrops(counters.malformedRecords, reason: "malformed records")
+        profile.comments.append("idle samples dropped: \(counters.idleDropped)")
+        let stats = symbolizer.statistics
+        return RecordingResult(profile: profile, counters: counters, symbolization: stats,
+                               stoppedEarly: stop.isStopped)
+    }
+
+    static func monotonicSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    static func wallClockNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}

@@ -1,0 +1,287 @@
+public import NodeprofCore
+import CSampling
+import Glibc
+
+/// What to sample and how.
+public struct SamplerConfiguration: Sendable {
+    /// Samples per second per CPU.
+    public var frequency: UInt64
+    /// Processes to sample (tgids); nil samples the whole machine.
+    public var processIDs: [Int32]?
+    /// Drop samples of the idle task (they are counted, not recorded).
+    public var dropIdle: Bool
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    public var ringBufferBytes: UInt32
+    /// CPUs to sample; nil means every online CPU.
+    public var cpus: [Int]?
+
+    public init(
+        frequency: UInt64 = 99, processIDs: [Int32]? = nil, dropIdle: Bool = true,
+        ringBufferBytes: UInt32 = 4 << 20, cpus: [Int]? = nil
+    ) {
+        self.frequency = frequency
+        self.processIDs = processIDs
+        self.dropIdle = dropIdle
+        self.ringBufferBytes = ringBufferBytes
+        self.cpus = cpus
+    }
+}
+
+/// Counters of every sample's fate. The BPF side's counters are per-CPU sums read from the
+/// kernel; `malformedRecords` is counted while draining.
+public struct SamplerCounters: Sendable, Hashable {
+    /// Times the BPF program ran.
+    public var seen: UInt64 = 0
+    /// Records written to the ring buffer.
+    public var submitted: UInt64 = 0
+    /// Idle-task samples dropped on purpose.
+    public var idleDropped: UInt64 = 0
+    /// Samples of processes outside the selection.
+    public var filteredOut: UInt64 = 0
+    /// Samples lost because the ring buffer was full (user space fell behind).
+    public var lostRingBufferFull: UInt64 = 0
+    /// Samples whose kernel stack could not be read.
+    public var kernelStackFailed: UInt64 = 0
+    /// Samples whose user stack could not be read.
+    public var userStackFailed: UInt64 = 0
+    /// Records received from the ring buffer.
+    public var received: UInt64 = 0
+    /// Records rejected while decoding (wrong size or version).
+    public var malformedRecords: UInt64 = 0
+
+    public init() {}
+}
+
+/// The BPF on-CPU sampler: loads the embedded program, opens a cpu-clock perf event per
+/// CPU, and drains samples from the ring buffer.
+///
+/// Confined to one thread: create it, poll it and drop it from the same dedicated thread
+/// (polling blocks, so never from the cooperative pool).
+public final class Sampler {
+    public let configuration: SamplerConfiguration
+    /// CPUs a perf event is attached to.
+    public let cpus: [Int]
+    private let handle: OpaquePointer
+    private let drain: Drain
+    private let clock: ClockTranslation
+
+    /// Loads the program and starts sampling immediately.
+    public init(configuration: SamplerConfiguration) throws(SamplerError) {
+        self.configuration = configuration
+        try Self.validate(configuration)
+        guard access("/sys/kernel/btf/vmlinux", R_OK) == 0 else { throw .kernelWithoutBTF }
+
+        var config = nodeprof_config(
+            drop_idle: configuration.dropIdle ? 1 : 0,
+            filter_pids: configuration.processIDs == nil ? 0 : 1)
+        var handle: OpaquePointer?
+        var log = [CChar](repeating: 0, count: 4096)
+        let rc = nodeprof_sampler_open(&config, configuration.ringBufferBytes, &handle, &log, log.count)
+        guard rc == 0, let handle else {
+            let text = log.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw Self.loadError(errno: -rc, log: text)
+        }
+        self.handle = handle
+        self.drain = Drain()
+        self.clock = ClockTranslation()
+
+        do {
+            for pid in configuration.processIDs ?? [] {
+                let rc = nodeprof_sampler_select_pid(handle, UInt32(bitPattern: pid))
+                guard rc == 0 else { throw SamplerError.system(operation: "select pid \(pid)", errno: -rc) }
+            }
+            let rc = nodeprof_sampler_set_consumer(
+                handle,
+                { context, record, size in
+                    guard let context, let record else { return 0 }
+                    Unmanaged<Drain>.fromOpaque(context).takeUnretainedValue().consume(record, size)
+                    return 0
+                }, Unmanaged.passUnretained(drain).toOpaque())
+            guard rc == 0 else { throw SamplerError.system(operation: "ring_buffer__new", errno: -rc) }
+
+            let cpus = try configuration.cpus ?? Self.onlineCPUs()
+            for cpu in cpus {
+                let rc = nodeprof_sampler_attach_cpu(handle, Int32(cpu), configuration.frequency)
+                guard rc == 0 else {
+                    throw SamplerError.perfEventOpen(cpu: cpu, errno: -rc, frequency: configuration.frequency)
+                }
+            }
+            self.cpus = cpus
+        } catch let error as SamplerError {
+            nodeprof_sampler_close(handle)
+            throw error
+        } catch {
+            nodeprof_sampler_close(handle)
+            throw .invalidConfiguration("\(error)")
+        }
+    }
+
+    deinit {
+        nodeprof_sampler_close(handle)
+    }
+
+    /// Waits up to `timeoutMilliseconds` for samples and hands each to `body`, in ring
+    /// order. Returns the number of records drained.
+    @discardableResult
+    public func poll(timeoutMilliseconds: Int32, _ body: (StackSample) -> Void) throws(SamplerError) -> Int {
+        let clock = self.clock
+        return try withoutActuallyEscaping(body) { (escapable) throws(SamplerError) -> Int in
+            drain.deliver = { raw in
+                if let sample = decodeSample(raw, clock: clock) {
+                    escapable(sample)
+                    return true
+                }
+                return false
+            }
+            defer { drain.deliver = nil }
+            let n = nodeprof_sampler_poll(handle, timeoutMilliseconds)
+            guard n >= 0 else { throw .system(operation: "ring_buffer__poll", errno: -n) }
+            return Int(n)
+        }
+    }
+
+    /// Reads every counter (BPF per-CPU sums plus user-space decode counts).
+    public func counters() throws(SamplerError) -> SamplerCounters {
+        var values = [UInt64](repeating: 0, count: Int(NODEPROF_COUNTER_MAX.rawValue))
+        let rc = nodeprof_sampler_read_counters(handle, &values)
+        guard rc == 0 else { throw .system(operation: "read counters map", errno: -rc) }
+        var c = SamplerCounters()
+        c.seen = values[Int(NODEPROF_COUNTER_SEEN.rawValue)]
+        c.submitted = values[Int(NODEPROF_COUNTER_SUBMITTED.rawValue)]
+        c.idleDropped = values[Int(NODEPROF_COUNTER_IDLE_DROPPED.rawValue)]
+        c.filteredOut = values[Int(NODEPROF_COUNTER_FILTERED_OUT.rawValue)]
+        c.lostRingBufferFull = values[Int(NODEPROF_COUNTER_RINGBUF_FULL.rawValue)]
+        c.kernelStackFailed = values[Int(NODEPROF_COUNTER_KSTACK_FAILED.rawValue)]
+        c.userStackFailed = values[Int(NODEPROF_COUNTER_USTACK_FAILED.rawValue)]
+        c.received = drain.received
+        c.malformedRecords = drain.malformed
+        return c
+    }
+
+    /// Cumulative run time and run count of the BPF program. Both stay zero unless BPF
+    /// statistics are enabled (``BPFStatistics`` or sysctl kernel.bpf_stats_enabled=1).
+    public func programRunTime() throws(SamplerError) -> (nanoseconds: UInt64, runs: UInt64) {
+        var time: UInt64 = 0
+        var count: UInt64 = 0
+        let rc = nodeprof_sampler_program_stats(handle, &time, &count)
+        guard rc == 0 else { throw .system(operation: "bpf_obj_get_info_by_fd", errno: -rc) }
+        return (time, count)
+    }
+
+    /// Every online CPU, from /sys/devices/system/cpu/online.
+    public static func onlineCPUs() throws(SamplerError) -> [Int] {
+        let text = try readSmallFile("/sys/devices/system/cpu/online")
+        guard let cpus = parseCPUList(text) else {
+            throw .invalidConfiguration("cannot parse /sys/devices/system/cpu/online: \(text)")
+        }
+        return cpus
+    }
+
+    private static func validate(_ configuration: SamplerConfiguration) throws(SamplerError) {
+        guard configuration.frequency >= 1 else {
+            throw .invalidConfiguration("sampling frequency must be at least 1 Hz")
+        }
+        if let max = maxSampleRate(), configuration.frequency > UInt64(max) {
+            throw .invalidConfiguration(
+                "sampling frequency \(configuration.frequency) Hz exceeds kernel.perf_event_max_sample_rate (\(max)); lower --frequency or raise the sysctl")
+        }
+        let size = configuration.ringBufferBytes
+        guard size >= 4096, size & (size - 1) == 0 else {
+            throw .invalidConfiguration("ring buffer size must be a power of two of at least 4096 bytes, got \(size)")
+        }
+        if let pids = configuration.processIDs {
+            guard !pids.isEmpty else { throw .invalidConfiguration("the process selection is empty") }
+            guard pids.count <= 4096 else { throw .invalidConfiguration("at most 4096 processes can be selected") }
+        }
+    }
+
+    private static func loadError(errno code: Int32, log: String) -> SamplerError {
+        if code == EPERM && geteuid() != 0 {
+            return .notPermitted(operation: "loading the BPF sampler")
+        }
+        return .loadFailed(errno: code, log: log.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+}
+
+/// Receives raw records from the C callback and forwards them to the current poll's body.
+private final class Drain {
+    var deliver: ((UnsafeRawBufferPointer) -> Bool)?
+    var received: UInt64 = 0
+    var malformed: UInt64 = 0
+
+    func consume(_ record: UnsafeRawPointer, _ size: Int) {
+        received += 1
+        guard let deliver, deliver(UnsafeRawBufferPointer(start: record, count: size)) else {
+            malformed += 1
+            return
+        }
+    }
+}
+
+/// Converts CLOCK_MONOTONIC (bpf_ktime_get_ns) to wall-clock nanoseconds.
+struct ClockTranslation: Sendable {
+    let offset: Int64
+
+    init() {
+        // Take the tightest of a few bracketing reads so the offset error stays ~1 us.
+        var best: (gap: Int64, offset: Int64) = (.max, 0)
+        for _ in 0..<5 {
+            let m1 = Self.now(CLOCK_MONOTONIC)
+            let r = Self.now(CLOCK_REALTIME)
+            let m2 = Self.now(CLOCK_MONOTONIC)
+            if m2 - m1 < best.gap { best = (m2 - m1, r - (m1 + (m2 - m1) / 2)) }
+        }
+        offset = best.offset
+    }
+
+    func wallClock(monotonic: UInt64) -> UInt64 {
+        UInt64(clamping: Int64(clamping: monotonic) &+ offset)
+    }
+
+    static func now(_ clock: clockid_t) -> Int64 {
+        var ts = timespec()
+        clock_gettime(clock, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
+
+/// Decodes one ring-buffer record; nil when its size or version is wrong.
+func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> StackSample? {
+    typealias Record = nodeprof_sample
+    guard raw.count >= MemoryLayout<Record>.size,
+        raw.load(fromByteOffset: MemoryLayout<Record>.offset(of: \.version)!, as: UInt32.self)
+            == NODEPROF_RECORD_VERSION
+    else { return nil }
+    func field<T>(_ path: KeyPath<Record, T>, _ type: T.Type) -> T {
+        raw.loadUnaligned(fromByteOffset: MemoryLayout<Record>.offset(of: path)!, as: type)
+    }
+    let depth = Int(NODEPROF_MAX_STACK_DEPTH)
+    let kernelCount = Int(field(\.kernel_stack_len, UInt32.self))
+    let userCount = Int(field(\.user_stack_len, UInt32.self))
+    guard kernelCount <= depth, userCount <= depth else { return nil }
+
+    func stack(_ path: PartialKeyPath<Record>, count: Int) -> [UInt64] {
+        let base = MemoryLayout<Record>.offset(of: path)!
+        return (0..<count).map { raw.loadUnaligned(fromByteOffset: base + $0 * 8, as: UInt64.self) }
+    }
+    let commBase = MemoryLayout<Record>.offset(of: \.comm)!
+    let commBytes = UnsafeRawBufferPointer(rebasing: raw[commBase..<commBase + 16])
+    let commLength = commBytes.firstIndex(of: 0) ?? 16
+    let flags = field(\.flags, UInt32.self)
+    var errors: StackErrors = []
+    if flags & NODEPROF_FLAG_KSTACK_FAILED != 0 { errors.insert(.kernelStackFailed) }
+    if flags & NODEPROF_FLAG_USTACK_FAILED != 0 { errors.insert(.userStackFailed) }
+    if flags & NODEPROF_FLAG_USTACK_TRUNCATED != 0 { errors.insert(.userStackTruncated) }
+    if flags & NODEPROF_FLAG_KSTACK_TRUNCATED != 0 { errors.insert(.kernelStackTruncated) }
+
+    return StackSample(
+        pid: Int32(bitPattern: field(\.pid, UInt32.self)),
+        tid: Int32(bitPattern: field(\.tid, UInt32.self)),
+        cpu: field(\.cpu, UInt32.self),
+        threadName: String(decoding: commBytes[..<commLength], as: UTF8.self),
+        cgroupID: field(\.cgroup_id, UInt64.self),
+        timestampNanos: clock.wallClock(monotonic: field(\.timestamp_ns, UInt64.self)),
+        kernelStack: stack(\.kernel_stack, count: kernelCount),
+        userStack: stack(\.user_stack, count: userCount),
+        stackErrors: errors)
+}

@@ -1,0 +1,98 @@
+import CSampling
+import Foundation
+import Glibc
+import NodeprofCore
+import Sampling
+import TestSupport
+import Testing
+
+/// Kernel tests: these load the real BPF program and open real perf events. They need root
+/// (CI runs as root) and fail, never skip, without it.
+@Suite(.serialized)
+struct SamplerTests {
+    @Test func samplesOnlySelectedProcessWithStacks() throws {
+        let dir = try TemporaryDirectory()
+        let workload = try ChildProcess(try buildCallTreeWorkload(in: dir))
+        let sampler = try Sampler(configuration: .init(frequency: 499, processIDs: [workload.pid]))
+        var samples: [StackSample] = []
+        let deadline = Date().addingTimeInterval(1.0)
+        while Date() < deadline {
+            try sampler.poll(timeoutMilliseconds: 100) { samples.append($0) }
+        }
+        let counters = try sampler.counters()
+        workload.kill()
+
+        #expect(samples.count > 100, "expected ~500 samples of a busy process in 1 s, got \(samples.count)")
+        #expect(samples.allSatisfy { $0.pid == workload.pid && $0.tid == workload.pid })
+        #expect(samples.allSatisfy { $0.threadName == "calltree" })
+        let withUser = samples.filter { $0.userStack.count >= 3 }
+        #expect(Double(withUser.count) >= 0.9 * Double(samples.count), "user stacks with >= 3 frames: \(withUser.count)/\(samples.count)")
+        #expect(counters.filteredOut > 0, "other processes (this test) should be filtered out")
+        #expect(counters.received == UInt64(samples.count))
+        #expect(counters.malformedRecords == 0)
+        #expect(counters.lostRingBufferFull == 0)
+        // Wall-clock timestamps: within the last minute.
+        let now = UInt64(Date().timeIntervalSince1970 * 1e9)
+        #expect(samples.allSatisfy { $0.timestampNanos <= now && now - $0.timestampNanos < 60_000_000_000 })
+    }
+
+    @Test func wholeMachineCountsEveryOutcome() throws {
+        let sampler = try Sampler(configuration: .init(frequency: 199))
+        var received = 0
+        let deadline = Date().addingTimeInterval(0.5)
+        while Date() < deadline {
+            received += try sampler.poll(timeoutMilliseconds: 50) { _ in }
+        }
+        // Drain what is still queued, then every invocation must be accounted for.
+        while try sampler.poll(timeoutMilliseconds: 0, { _ in }) > 0 {}
+        let c = try sampler.counters()
+        #expect(c.seen > 0)
+        #expect(c.filteredOut == 0)
+        #expect(c.seen == c.submitted + c.idleDropped + c.lostRingBufferFull)
+        #expect(c.received <= c.submitted)
+    }
+
+    @Test func rejectsBadConfiguration() {
+        #expect(throws: SamplerError.self) { try Sampler(configuration: .init(frequency: 0)) }
+        #expect(throws: SamplerError.self) { try Sampler(configuration: .init(frequency: 10_000_000)) }
+        #expect(throws: SamplerError.self) { try Sampler(configuration: .init(ringBufferBytes: 5000)) }
+        #expect(throws: SamplerError.self) { try Sampler(configuration: .init(processIDs: [])) }
+    }
+
+    @Test func cpuListParsing() {
+        #expect(parseCPUList("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11])
+        #expect(parseCPUList("0") == [0])
+        #expect(parseCPUList("") == nil)
+        #expect(parseCPUList("3-1") == nil)
+        #expect(parseCPUList("0-99999999") == nil)
+        #expect(parseCPUList("a-b") == nil)
+        #expect(parseCPUList("1--2") == nil)
+    }
+
+    /// The record as BPF's BTF describes it must match the C/Swift view of the header.
+    @Test func recordLayoutMatchesBTF() throws {
+        typealias Record = nodeprof_sample
+        let members: [(String, Int)] = [
+            ("version", MemoryLayout<Record>.offset(of: \.version)!),
+            ("flags", MemoryLayout<Record>.offset(of: \.flags)!),
+            ("timestamp_ns", MemoryLayout<Record>.offset(of: \.timestamp_ns)!),
+            ("cgroup_id", MemoryLayout<Record>.offset(of: \.cgroup_id)!),
+            ("pid", MemoryLayout<Record>.offset(of: \.pid)!),
+            ("tid", MemoryLayout<Record>.offset(of: \.tid)!),
+            ("cpu", MemoryLayout<Record>.offset(of: \.cpu)!),
+            ("kernel_stack_len", MemoryLayout<Record>.offset(of: \.kernel_stack_len)!),
+            ("user_stack_len", MemoryLayout<Record>.offset(of: \.user_stack_len)!),
+            ("comm", MemoryLayout<Record>.offset(of: \.comm)!),
+            ("kernel_stack", MemoryLayout<Record>.offset(of: \.kernel_stack)!),
+            ("user_stack", MemoryLayout<Record>.offset(of: \.user_stack)!),
+        ]
+        for (name, swiftOffset) in members {
+            var size: UInt32 = 0
+            var offset: UInt32 = 0
+            let rc = nodeprof_btf_struct_layout("nodeprof_sample", name, &size, &offset)
+            try #require(rc == 0, "member \(name) not found in the object's BTF: \(rc)")
+            #expect(Int(size) == MemoryLayout<Record>.size, "struct size")
+            #expect(Int(offset) == swiftOffset, "offset of \(name)")
+        }
+    }
+}

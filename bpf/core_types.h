@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * Minimal hand-declared kernel structs for CO-RE. Only the fields we read are declared;
+ * preserve_access_index makes clang emit BTF relocations, and libbpf fixes the offsets
+ * up against the running kernel's BTF at load time. Suffixes (___nodeprof) keep these
+ * from clashing with real definitions should a header ever pull them in.
+ */
+#ifndef NODEPROF_CORE_TYPES_H
+#define NODEPROF_CORE_TYPES_H
+
+#define NODEPROF_PF_KTHREAD 0x00200000 /* include/linux/sched.h: I am a kernel thread */
+
+struct task_struct___nodeprof {
+	unsigned int flags;
+} __attribute__((preserve_access_index));
+
+#endif

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * The single source of truth for data shared between the BPF sampler and user space.
+ * Included by bpf/sampler.bpf.c and by the CSampling C target (and so seen by Swift).
+ * A layout test (SamplingTests) compares these structs with the BTF of the compiled object.
+ */
+#ifndef NODEPROF_SAMPLE_RECORD_H
+#define NODEPROF_SAMPLE_RECORD_H
+
+#include <linux/types.h>
+
+/* Frames kept per stack. The kernel caps this further at kernel.perf_event_max_stack. */
+#define NODEPROF_MAX_STACK_DEPTH 127
+
+/* Bump when struct nodeprof_sample changes shape; user space refuses other versions. */
+#define NODEPROF_RECORD_VERSION 1
+
+/* nodeprof_sample.flags */
+#define NODEPROF_FLAG_KSTACK_FAILED 0x1u /* bpf_get_stack for the kernel stack returned < 0 */
+#define NODEPROF_FLAG_USTACK_FAILED 0x2u /* user stack walk failed */
+#define NODEPROF_FLAG_USTACK_TRUNCATED 0x4u /* user stack filled the buffer */
+#define NODEPROF_FLAG_KSTACK_TRUNCATED 0x8u /* kernel stack filled the buffer */
+#define NODEPROF_FLAG_KERNEL_THREAD 0x10u /* task is a kernel thread: no user stack */
+
+/* One sample, as written into the ring buffer. Stacks are leaf first. */
+struct nodeprof_sample {
+	__u32 version; /* NODEPROF_RECORD_VERSION */
+	__u32 flags; /* NODEPROF_FLAG_* */
+	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 cgroup_id; /* cgroup v2 id of the task */
+	__u32 pid; /* tgid */
+	__u32 tid; /* kernel pid of the thread */
+	__u32 cpu;
+	__u32 kernel_stack_len; /* frames valid in kernel_stack */
+	__u32 user_stack_len; /* frames valid in user_stack */
+	__u32 reserved;
+	char comm[16];
+	__u64 kernel_stack[NODEPROF_MAX_STACK_DEPTH];
+	__u64 user_stack[NODEPROF_MAX_STACK_DEPTH];
+};
+
+/* Indexes into the per-CPU "counters" array map. Every sample lands in exactly one of
+ * SUBMITTED, IDLE_DROPPED, FILTERED_OUT, RINGBUF_FULL; the rest count stack problems. */
+enum nodeprof_counter {
+	NODEPROF_COUNTER_SEEN = 0, /* program invocations */
+	NODEPROF_COUNTER_SUBMITTED, /* records written to the ring buffer */
+	NODEPROF_COUNTER_IDLE_DROPPED, /* idle task samples dropped (config.drop_idle) */
+	NODEPROF_COUNTER_FILTERED_OUT, /* not one of the selected processes */
+	NODEPROF_COUNTER_RINGBUF_FULL, /* lost: the ring buffer had no room */
+	NODEPROF_COUNTER_KSTACK_FAILED,
+	NODEPROF_COUNTER_USTACK_FAILED,
+	NODEPROF_COUNTER_MAX,
+};
+
+/* Read-only configuration, set in .rodata before the program is loaded. */
+struct nodeprof_config {
+	__u32 drop_idle; /* non-zero: drop samples of the idle task (pid 0) */
+	__u32 filter_pids; /* non-zero: only sample tgids present in the "selected_pids" map */
+};
+
+#endif

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
+/*
+ * On-CPU sampler. Attached to a PERF_COUNT_SW_CPU_CLOCK perf event on every online CPU;
+ * each firing writes one struct nodeprof_sample (ids, cgroup, time, kernel and user
+ * stacks) into a ring buffer. Every invocation ends in exactly one outcome counter, so
+ * nothing is lost silently.
+ */
+#include <linux/bpf.h>
+#include <linux/bpf_perf_event.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "core_types.h"
+#include "sample_record.h"
+#include "unwind_fp.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by user space before load (libbpf exposes .rodata as the initial value). */
+const volatile struct nodeprof_config nodeprof_config = { .drop_idle = 1, .filter_pids = 0 };
+
+/* clang emits BTF only for types reachable from globals and functions; this .rodata anchor
+ * puts struct nodeprof_sample into the object's BTF so the layout test can compare it. */
+const volatile struct nodeprof_sample *const nodeprof_sample_btf_anchor = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* resized by user space before load */
+} samples SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NODEPROF_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* tgid -> 1 for the processes selected with --pid (consulted when filter_pids is set). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} selected_pids SEC(".maps");
+
+static __always_inline void count(__u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &index);
+	if (value)
+		*value += 1; /* per-CPU slot: no atomics needed */
+}
+
+SEC("perf_event")
+int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
+{
+	count(NODEPROF_COUNTER_SEEN);
+
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	__u32 tgid = (__u32)(pid_tgid >> 32);
+
+	if (tid == 0 && nodeprof_config.drop_idle) {
+		count(NODEPROF_COUNTER_IDLE_DROPPED);
+		return 0;
+	}
+	if (nodeprof_config.filter_pids && !bpf_map_lookup_elem(&selected_pids, &tgid)) {
+		count(NODEPROF_COUNTER_FILTERED_OUT);
+		return 0;
+	}
+
+	struct nodeprof_sample *sample = bpf_ringbuf_reserve(&samples, sizeof(*sample), 0);
+	if (!sample) {
+		count(NODEPROF_COUNTER_RINGBUF_FULL);
+		return 0;
+	}
+
+	sample->version = NODEPROF_RECORD_VERSION;
+	sample->flags = 0;
+	sample->timestamp_ns = bpf_ktime_get_ns();
+	sample->cgroup_id = bpf_get_current_cgroup_id();
+	sample->pid = tgid;
+	sample->tid = tid;
+	sample->cpu = bpf_get_smp_processor_id();
+	sample->reserved = 0;
+	bpf_get_current_comm(sample->comm, sizeof(sample->comm));
+
+	long kbytes = bpf_get_stack(ctx, sample->kernel_stack, sizeof(sample->kernel_stack), 0);
+	if (kbytes < 0) {
+		sample->kernel_stack_len = 0;
+		sample->flags |= NODEPROF_FLAG_KSTACK_FAILED;
+		count(NODEPROF_COUNTER_KSTACK_FAILED);
+	} else {
+		sample->kernel_stack_len = (__u32)(kbytes / sizeof(__u64));
+		if (sample->kernel_stack_len >= NODEPROF_MAX_STACK_DEPTH)
+			sample->flags |= NODEPROF_FLAG_KSTACK_TRUNCATED;
+	}
+
+	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
+	if (BPF_CORE_READ(task, flags) & NODEPROF_PF_KTHREAD) {
+		sample->user_stack_len = 0;
+		sample->flags |= NODEPROF_FLAG_KERNEL_THREAD;
+	} else if (nodeprof_unwind_user(ctx, sample) < 0) {
+		count(NODEPROF_COUNTER_USTACK_FAILED);
+	}
+
+	bpf_ringbuf_submit(sample, 0);
+	count(NODEPROF_COUNTER_SUBMITTED);
+	return 0;
+}
