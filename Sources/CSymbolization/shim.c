@@ -1,6 +1,7 @@
 #include "nodeprof_symbolization.h"
 
 #include <stdlib.h>
+#include <sys/auxv.h>
 
 // Declared here rather than through <cxxabi.h>, which is C++ only. The C++ runtime
 // (libstdc++, linked by Package.swift) exports it with C linkage.
@@ -31,4 +32,8 @@ char *nodeprof_swift_demangle(const char *mangled, size_t length) {
     }
     // A NULL buffer makes the runtime allocate the result with malloc; NULL means "not Swift".
     return swift_demangle(mangled, length, NULL, NULL, 0);
+}
+
+uintptr_t nodeprof_vdso_base(void) {
+    return (uintptr_t)getauxval(AT_SYSINFO_EHDR);
 }

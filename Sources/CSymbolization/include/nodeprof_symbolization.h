@@ -22,6 +22,9 @@ char *nodeprof_cxa_demangle(const char *mangled);
 /// Returns a malloc'd NUL-terminated string, or NULL when `mangled` is not a Swift name.
 char *nodeprof_swift_demangle(const char *mangled, size_t length);
 
+/// The address of this process's vDSO image (`getauxval(AT_SYSINFO_EHDR)`), or 0.
+uintptr_t nodeprof_vdso_base(void);
+
 #ifdef __cplusplus
 }
 #endif

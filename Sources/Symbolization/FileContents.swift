@@ -1,0 +1,86 @@
+import Glibc
+
+/// A file read could not complete.
+public enum FileReadError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// A system call (`open`, `read`) failed.
+    case systemCall(path: String, operation: String, errno: Int32)
+    /// The file is larger than the reader accepts.
+    case tooLarge(path: String, limit: Int)
+
+    public var description: String {
+        switch self {
+        case .tooLarge(let path, let limit):
+            return "cannot read \(path): larger than the \(limit) bytes this reader accepts"
+        case .systemCall(let path, let operation, let errno):
+            let reason = String(cString: strerror(errno))
+            var advice = ""
+            if errno == EACCES || errno == EPERM {
+                advice = "; run as root (or grant CAP_SYS_PTRACE and CAP_SYSLOG)"
+            } else if errno == ENOENT || errno == ESRCH {
+                advice = "; the process has probably exited"
+            }
+            return "cannot read \(path): \(operation) failed with errno \(errno) (\(reason))\(advice)"
+        }
+    }
+
+    /// True when the error means the file or the process behind it is gone.
+    public var isNotFound: Bool {
+        if case .systemCall(_, _, let errno) = self { return errno == ENOENT || errno == ESRCH }
+        return false
+    }
+}
+
+/// Whole-file reads for /proc files, whose `st_size` is 0 and which must be read until EOF.
+enum FileContents {
+    /// Reads `path` to the end, failing when it is larger than `limit` bytes.
+    static func read(_ path: String, limit: Int) throws(FileReadError) -> [UInt8] {
+        var descriptor: Int32
+        repeat {
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        } while descriptor < 0 && errno == EINTR
+        guard descriptor >= 0 else {
+            throw .systemCall(path: path, operation: "open", errno: errno)
+        }
+        defer { close(descriptor) }
+
+        var contents: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { buffer in
+                Glibc.read(descriptor, buffer.baseAddress, buffer.count)
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .systemCall(path: path, operation: "read", errno: errno)
+            }
+            if count == 0 { return contents }
+            guard contents.count + count <= limit else {
+                throw .tooLarge(path: path, limit: limit)
+            }
+            contents.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    /// The target of the symbolic link at `path`, or nil.
+    static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = buffer.withUnsafeMutableBufferPointer { raw -> Int in
+            guard let base = raw.baseAddress else { return -1 }
+            return readlink(path, base, raw.count)
+        }
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// True when `path` exists.
+    static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+}
+
+/// Monotonic clock in nanoseconds, for cache ages and refresh intervals.
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+}

@@ -1,0 +1,528 @@
+import CSymbolization
+import Glibc
+public import NodeprofCore
+
+/// Counters and cache sizes of a ``Symbolizer``, for metrics and debugging.
+public struct SymbolizerStatistics: Sendable, Hashable {
+    /// Frames (kernel and user) that got a function name.
+    public var framesSymbolized = 0
+    /// Frames left without a function name.
+    public var framesUnsymbolized = 0
+    /// Kernel frames among ``framesSymbolized``.
+    public var kernelFramesSymbolized = 0
+    /// Processes whose maps could not be read when first needed (exited before `observe`).
+    public var processesUnknown = 0
+    /// Maps snapshots taken (first sight and refreshes).
+    public var mapsSnapshots = 0
+    /// Snapshots retaken because an address was not covered (dlopen, pid reuse).
+    public var mapsRefreshes = 0
+    /// Maps lines that did not parse.
+    public var mapsLinesSkipped = 0
+    /// ELF files mapped and parsed.
+    public var elfFilesLoaded = 0
+    /// ELF files that could not be opened, parsed, or did not match the maps line's inode.
+    public var elfFileErrors = 0
+    /// ELF files unmapped to respect the open-file bound.
+    public var elfFilesEvicted = 0
+    /// The latest ELF error, for a log line.
+    public var lastELFError: String?
+    /// Why kernel symbols are unavailable, when they are.
+    public var kernelSymbolsError: String?
+
+    /// Processes with a maps snapshot.
+    public var processesTracked = 0
+    /// ELF files currently mapped.
+    public var openELFFiles = 0
+    /// Cached maps-line-to-file resolutions (including remembered failures).
+    public var mappedFileCacheCount = 0
+    /// Demangled names in the demangler's cache.
+    public var demangleCacheCount = 0
+    /// Kernel symbols loaded (0 until the first kernel frame).
+    public var kernelSymbolCount = 0
+
+    public init() {}
+}
+
+/// The stage that turns ``StackSample`` values into ``SymbolizedSample`` values.
+///
+/// Per process it keeps only a snapshot of the executable mappings from `/proc/PID/maps` and
+/// the executable's name, so samples can still be symbolized after the process exits. ELF
+/// files are cached by ``FileIdentity`` (build id, else device, inode, size and mtime),
+/// never by pid, so one libc serves every process; at most ``maximumOpenFiles`` files stay
+/// mapped (least recently used ones are unmapped).
+///
+/// Files are opened through `/proc/PID/root/<path>` while the process lives (a container's
+/// files are in another mount namespace), then `/proc/PID/map_files/<range>` (reaches
+/// deleted files), then the host path. When the opened file is on the device the maps line
+/// names but has another inode, it is not the mapped file (it was replaced) and is refused.
+///
+/// Return addresses: every user and kernel frame except the leaf is a return address, the
+/// instruction after a call. It is looked up as `address - 1`, inside the call instruction,
+/// so a call that ends a function (to a `noreturn` callee) resolves to the caller and not to
+/// the next function. ``Frame/address`` keeps the sampled value.
+///
+/// Confined to one thread; not `Sendable`.
+public final class Symbolizer {
+    /// Largest number of ELF files kept mapped.
+    public var maximumOpenFiles = 256
+    /// Largest number of process snapshots kept; least recently used ones are dropped.
+    public var maximumProcesses = 16_384
+    /// Minimum time between two re-reads of one process's maps caused by uncovered
+    /// addresses; bounds the cost of garbage addresses in broken stacks.
+    public var minimumMapsRefreshIntervalNanos: UInt64 = 100_000_000
+    /// How long a failure to load a file is remembered before it is retried.
+    public var fileFailureRetryNanos: UInt64 = 10_000_000_000
+
+    private enum KernelSymbolsState {
+        case notLoaded
+        case loaded(KernelSymbols)
+        case failed(KernelSymbolsError)
+    }
+
+    private struct ProcessSnapshot {
+        /// Executable mappings only, sorted by start.
+        var mappings: [MemoryMapping]
+        var executableName: String?
+        var takenAtNanos: UInt64
+        var lastUse: UInt64
+    }
+
+    private enum MappedFileResolution {
+        case loaded(FileIdentity)
+        /// `whileAlive`: the process was alive, so every way to reach the file was tried.
+        case failed(atNanos: UInt64, whileAlive: Bool)
+    }
+
+    private let procRoot: String
+    private var kernel: KernelSymbolsState
+    private var processes: [Int32: ProcessSnapshot] = [:]
+    private var unknownProcesses: [Int32: UInt64] = [:]
+    private var mappedFiles: [MappedFileKey: MappedFileResolution] = [:]
+    private var files: [FileIdentity: LoadedFile] = [:]
+    private var vdso: LoadedFile??
+    private var demangler = Demangler()
+    private var counters = SymbolizerStatistics()
+    private var clock: UInt64 = 0
+
+    static let maximumMappedFileEntries = 65_536
+    static let maximumUnknownProcesses = 65_536
+
+    /// - Parameters:
+    ///   - procRoot: where procfs is mounted (`/proc`; the host's procfs inside a container).
+    ///   - kernelSymbols: kernel symbols to use; nil loads `<procRoot>/kallsyms` at the first
+    ///     kernel frame.
+    public init(procRoot: String = "/proc", kernelSymbols: KernelSymbols? = nil) {
+        self.procRoot = procRoot
+        self.kernel = kernelSymbols.map { .loaded($0) } ?? .notLoaded
+    }
+
+    /// Snapshots the maps and executable name of `pid` unless already known. Call it as soon
+    /// as a pid is first seen, while the process is likely alive.
+    public func observe(pid: Int32) {
+        _ = snapshot(for: pid)
+    }
+
+    /// Drops the snapshot of `pid` (call once its exit is known and its samples are done).
+    public func forget(pid: Int32) {
+        processes[pid] = nil
+    }
+
+    /// Symbolizes one sample: kernel frames first (leaf first), then user frames (leaf first).
+    public func symbolize(_ sample: StackSample) -> SymbolizedSample {
+        clock &+= 1
+        var frames: [Frame] = []
+        frames.reserveCapacity(sample.kernelStack.count + sample.userStack.count)
+
+        if !sample.kernelStack.isEmpty {
+            let symbols = kernelSymbols()
+            for (index, address) in sample.kernelStack.enumerated() {
+                let name = symbols?.symbol(containing: Self.lookupAddress(address, index: index))?.name
+                count(name != nil, kernel: true)
+                frames.append(Frame(kind: .kernel, address: address, function: name, module: nil))
+            }
+        }
+
+        var processName: String? = nil
+        if sample.pid > 0 {
+            let snapshot = snapshot(for: sample.pid)
+            processName = snapshot?.executableName
+            if !sample.userStack.isEmpty {
+                if snapshot != nil {
+                    symbolizeUserStack(of: sample, into: &frames)
+                } else {
+                    for address in sample.userStack {
+                        count(false, kernel: false)
+                        frames.append(Frame(kind: .native, address: address, function: nil, module: nil))
+                    }
+                }
+            }
+        }
+        return SymbolizedSample(
+            pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
+            processName: processName, cgroupID: sample.cgroupID,
+            timestampNanos: sample.timestampNanos, frames: frames)
+    }
+
+    /// Counters and cache sizes.
+    public var statistics: SymbolizerStatistics {
+        var statistics = counters
+        statistics.processesTracked = processes.count
+        statistics.openELFFiles = files.count
+        statistics.mappedFileCacheCount = mappedFiles.count
+        statistics.demangleCacheCount = demangler.cacheCount
+        switch kernel {
+        case .loaded(let symbols): statistics.kernelSymbolCount = symbols.count
+        case .failed(let error): statistics.kernelSymbolsError = error.description
+        case .notLoaded: break
+        }
+        return statistics
+    }
+
+    // MARK: Frames
+
+    /// The address to look up for frame `index`: return addresses (all but the leaf) step
+    /// back one byte into the call instruction.
+    static func lookupAddress(_ address: UInt64, index: Int) -> UInt64 {
+        index == 0 || address == 0 ? address : address - 1
+    }
+
+    private func count(_ symbolized: Bool, kernel: Bool) {
+        if symbolized {
+            counters.framesSymbolized += 1
+            if kernel { counters.kernelFramesSymbolized += 1 }
+        } else {
+            counters.framesUnsymbolized += 1
+        }
+    }
+
+    private func symbolizeUserStack(of sample: StackSample, into frames: inout [Frame]) {
+        let pid = sample.pid
+        var refreshed = false
+        for (index, address) in sample.userStack.enumerated() {
+            let lookup = Self.lookupAddress(address, index: index)
+            var mapping = processes[pid].flatMap { Self.mapping(containing: lookup, in: $0) }
+            if mapping == nil, !refreshed {
+                // Not covered: maybe a library dlopen'ed after the snapshot. Re-read once.
+                refreshed = true
+                if refreshSnapshot(pid: pid) {
+                    mapping = processes[pid].flatMap { Self.mapping(containing: lookup, in: $0) }
+                }
+            }
+            let frame: Frame
+            if let mapping {
+                frame = userFrame(address: address, lookup: lookup, mapping: mapping, pid: pid)
+            } else {
+                frame = Frame(kind: .native, address: address, function: nil, module: nil)
+            }
+            count(frame.function != nil, kernel: false)
+            frames.append(frame)
+        }
+    }
+
+    private static func mapping(containing address: UInt64, in snapshot: ProcessSnapshot)
+        -> MemoryMapping?
+    {
+        ProcessMaps.index(of: address, in: snapshot.mappings).map { snapshot.mappings[$0] }
+    }
+
+    private func userFrame(address: UInt64, lookup: UInt64, mapping: MemoryMapping, pid: Int32)
+        -> Frame
+    {
+        let loaded: LoadedFile?
+        if mapping.isVDSO {
+            loaded = vdsoFile(mappingSize: mapping.end - mapping.start)
+        } else if mapping.isFileBacked {
+            loaded = loadedFile(for: mapping, pid: pid)
+        } else {
+            loaded = nil
+        }
+        let module = Module(
+            start: mapping.start, limit: mapping.end, fileOffset: mapping.offset,
+            path: mapping.isAnonymous ? "[anonymous]" : mapping.path,
+            buildID: loaded?.buildIDHex)
+        var function: String? = nil
+        if let loaded,
+            let virtualAddress = loaded.file.virtualAddress(
+                ofRuntimeAddress: lookup, mappingStart: mapping.start, mappingOffset: mapping.offset)
+        {
+            loaded.lastUse = clock
+            function = loaded.functionName(containing: virtualAddress, demangler: &demangler)
+        }
+        return Frame(kind: .native, address: address, function: function, module: module)
+    }
+
+    // MARK: Kernel symbols
+
+    private func kernelSymbols() -> KernelSymbols? {
+        switch kernel {
+        case .loaded(let symbols):
+            return symbols
+        case .failed:
+            return nil
+        case .notLoaded:
+            do {
+                let symbols = try KernelSymbols.load(path: "\(procRoot)/kallsyms")
+                kernel = .loaded(symbols)
+                return symbols
+            } catch {
+                kernel = .failed(error)
+                return nil
+            }
+        }
+    }
+
+    // MARK: Processes
+
+    private func snapshot(for pid: Int32) -> ProcessSnapshot? {
+        guard pid > 0 else { return nil }
+        if processes[pid] != nil {
+            processes[pid]?.lastUse = clock
+            return processes[pid]
+        }
+        let now = monotonicNanoseconds()
+        if let failedAt = unknownProcesses[pid], now &- failedAt < minimumMapsRefreshIntervalNanos * 10 {
+            return nil
+        }
+        guard let snapshot = takeSnapshot(pid: pid, now: now) else {
+            if unknownProcesses[pid] == nil { counters.processesUnknown += 1 }
+            if unknownProcesses.count >= Self.maximumUnknownProcesses { unknownProcesses.removeAll() }
+            unknownProcesses[pid] = now
+            return nil
+        }
+        unknownProcesses[pid] = nil
+        store(snapshot, for: pid)
+        return snapshot
+    }
+
+    /// Re-reads the maps of `pid` when allowed by the refresh interval; true when the
+    /// snapshot changed.
+    private func refreshSnapshot(pid: Int32) -> Bool {
+        let now = monotonicNanoseconds()
+        if let old = processes[pid], now &- old.takenAtNanos < minimumMapsRefreshIntervalNanos {
+            return false
+        }
+        guard let snapshot = takeSnapshot(pid: pid, now: now) else {
+            // Exited: keep the old snapshot, but do not try again for a while.
+            processes[pid]?.takenAtNanos = now
+            return false
+        }
+        counters.mapsRefreshes += 1
+        store(snapshot, for: pid)
+        return true
+    }
+
+    private func takeSnapshot(pid: Int32, now: UInt64) -> ProcessSnapshot? {
+        guard let maps = try? ProcessMaps.read(pid: pid, procRoot: procRoot) else { return nil }
+        counters.mapsSnapshots += 1
+        counters.mapsLinesSkipped += maps.skippedLines
+        return ProcessSnapshot(
+            mappings: maps.mappings.filter { $0.permissions.contains(.execute) },
+            executableName: executableName(pid: pid), takenAtNanos: now, lastUse: clock)
+    }
+
+    private func store(_ snapshot: ProcessSnapshot, for pid: Int32) {
+        if processes[pid] == nil, processes.count >= maximumProcesses {
+            // Drop the least recently used quarter in one go to keep eviction rare.
+            let victims = processes.sorted { $0.value.lastUse < $1.value.lastUse }
+                .prefix(max(1, processes.count / 4))
+            for (victim, _) in victims { processes[victim] = nil }
+        }
+        processes[pid] = snapshot
+    }
+
+    private func executableName(pid: Int32) -> String? {
+        if var target = FileContents.readLink("\(procRoot)/\(pid)/exe") {
+            if target.hasSuffix(" (deleted)") { target.removeLast(" (deleted)".count) }
+            if let slash = target.lastIndex(of: "/") {
+                let name = String(target[target.index(after: slash)...])
+                if !name.isEmpty { return name }
+            }
+        }
+        // Kernel threads have no executable; their comm is their name.
+        guard let comm = try? FileContents.read("\(procRoot)/\(pid)/comm", limit: 4096) else {
+            return nil
+        }
+        let name = String(decoding: comm, as: UTF8.self)
+            .trimmingSuffix { $0 == "\n" }
+        return name.isEmpty ? nil : name
+    }
+
+    private func isAlive(pid: Int32) -> Bool {
+        FileContents.exists("\(procRoot)/\(pid)/maps")
+    }
+
+    // MARK: Files
+
+    private func loadedFile(for mapping: MemoryMapping, pid: Int32) -> LoadedFile? {
+        let key = MappedFileKey(mapping)
+        let now = monotonicNanoseconds()
+        var alive: Bool? = nil
+        switch mappedFiles[key] {
+        case .loaded(let identity):
+            if let file = files[identity] { return file }
+        case .failed(let failedAt, let whileAlive):
+            if now &- failedAt < fileFailureRetryNanos {
+                // A failure seen for an exited process may succeed through a live one.
+                if whileAlive { return nil }
+                alive = isAlive(pid: pid)
+                if alive == false { return nil }
+            }
+        case nil:
+            break
+        }
+        let processAlive = alive ?? isAlive(pid: pid)
+        if mappedFiles.count >= Self.maximumMappedFileEntries { mappedFiles.removeAll() }
+        do {
+            let file = try openMappedFile(mapping, pid: pid, processAlive: processAlive)
+            let identity = FileIdentity(file)
+            mappedFiles[key] = .loaded(identity)
+            if let existing = files[identity] { return existing }
+            let loaded = LoadedFile(file: file, identity: identity)
+            counters.elfFilesLoaded += 1
+            if let problem = loaded.symbolTableError {
+                counters.elfFileErrors += 1
+                counters.lastELFError = "\(file.name): \(problem)"
+            }
+            insert(loaded)
+            return loaded
+        } catch {
+            counters.elfFileErrors += 1
+            counters.lastELFError = error.description
+            mappedFiles[key] = .failed(atNanos: now, whileAlive: processAlive)
+            return nil
+        }
+    }
+
+    private func insert(_ loaded: LoadedFile) {
+        loaded.lastUse = clock
+        while files.count >= max(1, maximumOpenFiles),
+            let victim = files.min(by: { $0.value.lastUse < $1.value.lastUse })
+        {
+            files[victim.key] = nil
+            counters.elfFilesEvicted += 1
+        }
+        files[loaded.identity] = loaded
+    }
+
+    private func openMappedFile(_ mapping: MemoryMapping, pid: Int32, processAlive: Bool)
+        throws(MappedFileError) -> ELFFile
+    {
+        var candidates: [String] = []
+        if processAlive {
+            candidates.append("\(procRoot)/\(pid)/root\(mapping.path)")
+            candidates.append(
+                "\(procRoot)/\(pid)/map_files/\(String(mapping.start, radix: 16))-\(String(mapping.end, radix: 16))")
+        }
+        candidates.append(mapping.path)
+
+        var firstError: MappedFileError? = nil
+        for path in candidates {
+            do {
+                let file = try ELFFile(path: path)
+                if let status = file.fileStatus, !Self.matches(status, mapping) {
+                    firstError = firstError ?? .replaced(path: path, mapping: mapping, found: status)
+                    continue
+                }
+                return file
+            } catch {
+                firstError = firstError ?? .elf(error)
+            }
+        }
+        throw firstError ?? .elf(.emptyFile)
+    }
+
+    /// False when `status` is provably another file than the one `mapping` maps: same device,
+    /// other inode. Different devices happen legitimately (overlayfs and other stacked file
+    /// systems report their own device), so then the check cannot decide and says true.
+    static func matches(_ status: ELFFileStatus, _ mapping: MemoryMapping) -> Bool {
+        guard mapping.inode != 0, status.inode != mapping.inode else { return true }
+        return status.deviceMajor != mapping.deviceMajor || status.deviceMinor != mapping.deviceMinor
+    }
+
+    /// The vDSO of this process: every process of a kernel maps the same image, so ours is
+    /// read from our own memory instead of `/proc/PID/mem`. Nil when the target's mapping
+    /// has another size (e.g. a 32-bit process).
+    private func vdsoFile(mappingSize: UInt64) -> LoadedFile? {
+        if vdso == nil {
+            vdso = .some(Self.loadOwnVDSO())
+        }
+        guard let loaded = vdso ?? nil, UInt64(loaded.file.byteCount) == mappingSize else {
+            return nil
+        }
+        return loaded
+    }
+
+    private static func loadOwnVDSO() -> LoadedFile? {
+        let base = UInt64(nodeprof_vdso_base())
+        guard base != 0, let maps = try? ProcessMaps.read(pid: getpid(), procRoot: "/proc"),
+            let mapping = maps.mappings.first(where: { $0.isVDSO }), mapping.start == base,
+            let start = UnsafeRawPointer(bitPattern: UInt(base))
+        else { return nil }
+        let bytes = UnsafeRawBufferPointer(start: start, count: Int(mapping.end - mapping.start))
+        guard let file = try? ELFFile(copying: bytes, name: "[vdso]") else { return nil }
+        return LoadedFile(file: file, identity: FileIdentity(file))
+    }
+}
+
+/// Why the file behind a maps line could not be used.
+enum MappedFileError: Error, CustomStringConvertible {
+    case elf(ELFError)
+    case replaced(path: String, mapping: MemoryMapping, found: ELFFileStatus)
+
+    var description: String {
+        switch self {
+        case .elf(let error):
+            return error.description
+        case .replaced(let path, let mapping, let found):
+            return
+                "\(path) is not the mapped file: inode \(found.inode) instead of \(mapping.inode) "
+                + "on device \(mapping.deviceMajor):\(mapping.deviceMinor); it was replaced after "
+                + "the process mapped it, and frames in it stay unsymbolized"
+        }
+    }
+}
+
+/// One mapped ELF file with its symbols and a cache of demangled names.
+final class LoadedFile {
+    /// Largest number of demangled names cached per file.
+    static let maximumCachedNames = 8_192
+
+    let file: ELFFile
+    let identity: FileIdentity
+    let buildIDHex: String?
+    let symbols: ELFSymbolTable?
+    let symbolTableError: ELFError?
+    var lastUse: UInt64 = 0
+    private var names: [Int: String] = [:]
+
+    init(file: ELFFile, identity: FileIdentity) {
+        self.file = file
+        self.identity = identity
+        self.buildIDHex = file.buildID?.hexString
+        do {
+            symbols = try file.symbolTable()
+            symbolTableError = nil
+        } catch {
+            symbols = nil
+            symbolTableError = error
+        }
+    }
+
+    func functionName(containing virtualAddress: UInt64, demangler: inout Demangler) -> String? {
+        guard let symbols, let index = symbols.index(containing: virtualAddress) else { return nil }
+        if let cached = names[index] { return cached }
+        guard let raw = symbols.name(at: index) else { return nil }
+        let name = demangler.demangle(raw)
+        if names.count >= Self.maximumCachedNames { names.removeAll(keepingCapacity: true) }
+        names[index] = name
+        return name
+    }
+}
+
+extension String {
+    fileprivate func trimmingSuffix(while predicate: (Character) -> Bool) -> String {
+        var result = self
+        while let last = result.last, predicate(last) { result.removeLast() }
+        return result
+    }
+}
