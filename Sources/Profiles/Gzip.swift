@@ -63,7 +63,9 @@ public enum Gzip {
     ///
     /// - Parameter maxOutputBytes: the most bytes to produce; larger output fails with
     ///   ``GzipError/outputTooLarge(limit:)`` before more memory is used.
-    public static func decompress(_ input: [UInt8], maxOutputBytes: Int) throws(GzipError) -> [UInt8] {
+    public static func decompress(_ input: [UInt8], maxOutputBytes: Int) throws(GzipError)
+        -> [UInt8]
+    {
         guard !input.isEmpty else { throw .truncated }
         var stream = z_stream()
         let initStatus = inflateInit2_(
@@ -95,7 +97,8 @@ public enum Gzip {
                 if memberComplete {
                     // More bytes follow a complete member: they must be another member.
                     guard inflateReset(&stream) == Z_OK else {
-                        return .zlib(operation: "inflateReset", status: Z_STREAM_ERROR, message: nil)
+                        return .zlib(
+                            operation: "inflateReset", status: Z_STREAM_ERROR, message: nil)
                     }
                     memberComplete = false
                 }

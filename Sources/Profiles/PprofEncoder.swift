@@ -1,10 +1,11 @@
-#if canImport(FoundationEssentials)
-internal import FoundationEssentials
-#else
-internal import Foundation
-#endif
 internal import NodeprofCore
 internal import SwiftProtobuf
+
+#if canImport(FoundationEssentials)
+    internal import FoundationEssentials
+#else
+    internal import Foundation
+#endif
 
 /// Encodes a ``Profile`` as a pprof profile (`profile.proto`, gzip-compressed), the format
 /// `go tool pprof` and most profile viewers read.
@@ -289,7 +290,8 @@ struct PprofBuilder {
         return label
     }
 
-    private mutating func valueType(_ type: String, _ unit: String) -> Perftools_Profiles_ValueType {
+    private mutating func valueType(_ type: String, _ unit: String) -> Perftools_Profiles_ValueType
+    {
         var valueType = Perftools_Profiles_ValueType()
         valueType.type = strings.index(of: type)
         valueType.unit = strings.index(of: unit)

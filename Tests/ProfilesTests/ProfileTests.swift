@@ -1,0 +1,44 @@
+import NodeprofCore
+import Profiles
+import TestSupport
+import Testing
+
+@Suite struct ProfileTests {
+    @Test func periodIsTheInverseOfTheFrequency() {
+        #expect(Profile(startTimeNanos: 0, frequencyHz: 100).periodNanos == 10_000_000)
+        #expect(Profile(startTimeNanos: 0, frequencyHz: 99).periodNanos == 10_101_010)
+        #expect(Profile(startTimeNanos: 0, frequencyHz: 1).periodNanos == 1_000_000_000)
+    }
+
+    @Test func addKeepsSamplesInOrder() {
+        var profile = Profile(startTimeNanos: 1, durationNanos: 2, frequencyHz: 99)
+        let samples = ProfilesSyntheticStacks.mixed
+        for sample in samples {
+            profile.add(sample)
+        }
+        #expect(profile.sampleCount == 370)
+        #expect(profile.samples == samples)
+    }
+
+    @Test func dropsAddUpPerReasonInFirstSeenOrder() {
+        var profile = Profile(startTimeNanos: 0, frequencyHz: 99)
+        profile.recordDrops(3, reason: "ring buffer full")
+        profile.recordDrops(0, reason: "ignored")
+        profile.recordDrops(2, reason: "no stack")
+        profile.recordDrops(4, reason: "ring buffer full")
+        profile.comments = ["nodeprof record"]
+
+        #expect(
+            profile.drops == [
+                DropCount(reason: "ring buffer full", count: 7),
+                DropCount(reason: "no stack", count: 2),
+            ])
+        #expect(profile.droppedCount == 9)
+        #expect(
+            profile.allComments == [
+                "nodeprof record",
+                "dropped 7 samples: ring buffer full",
+                "dropped 2 samples: no stack",
+            ])
+    }
+}
