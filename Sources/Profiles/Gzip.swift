@@ -27,8 +27,10 @@ public enum Gzip {
 
         let chunk = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: chunkSize)
         defer { chunk.deallocate() }
+        // Profiles compress about 5-10x; let the array grow from a modest guess rather than
+        // reserving deflateBound (larger than the input).
         var output: [UInt8] = []
-        output.reserveCapacity(Int(deflateBound(&stream, uLong(input.count))))
+        output.reserveCapacity(min(input.count / 4, 1 << 20) + 64)
 
         let failure: GzipError? = input.withUnsafeBufferPointer { inputBuffer in
             var offset = 0  // bytes handed to zlib so far
