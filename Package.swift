@@ -12,12 +12,14 @@ let package = Package(
     name: "nodeprof",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "nodeprof", targets: ["nodeprof"])
+        .executable(name: "nodeprof", targets: ["nodeprof"]),
+        .executable(name: "nodeprof-bench", targets: ["nodeprof-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-protobuf", from: "1.28.0"),
+        // Exact: the committed generated code (hack/gen-proto) matches this runtime version.
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         // MARK: C targets
@@ -59,7 +61,7 @@ let package = Package(
                 "NodeprofCore", "CZlib",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            exclude: ["Generated/README.md"],
+            exclude: ["Generated/README.md", "Generated/STAMP"],
             swiftSettings: strictSwift
         ),
         .target(
@@ -80,6 +82,15 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        .executableTarget(
+            name: "nodeprof-bench",
+            dependencies: [
+                "Sampling", "Symbolization", "NodeprofCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Tests
         .target(
             name: "TestSupport",
@@ -95,7 +106,10 @@ let package = Package(
         ),
         .testTarget(
             name: "ProfilesTests",
-            dependencies: ["Profiles", "NodeprofCore", "TestSupport"],
+            dependencies: [
+                "Profiles", "NodeprofCore", "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(

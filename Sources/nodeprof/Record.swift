@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import Profiles
 import Sampling
+import Symbolization
 
 struct Record: ParsableCommand {
     static let configuration = CommandConfiguration(

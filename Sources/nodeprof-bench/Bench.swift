@@ -1,0 +1,10 @@
+import ArgumentParser
+
+/// Measurement helpers for hack/bench. Not part of the product; prints JSON for the script.
+@main
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nodeprof-bench",
+        abstract: "Measurements behind BENCHMARKS.md (run by hack/bench).",
+        subcommands: [BPFCost.self, SymbolizeCost.self])
+}
