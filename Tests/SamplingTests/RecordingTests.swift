@@ -88,6 +88,29 @@ struct RecordingTests {
         #expect(traces.contains("work_a") && traces.contains("main"))
     }
 
+    /// Ctrl-C ends a long recording early and the profile is still written.
+    @Test func interruptStopsEarlyAndStillWrites() throws {
+        let nodeprof = try builtProduct("nodeprof")
+        let dir = try TemporaryDirectory()
+        let output = dir.file("early.pb.gz")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: nodeprof)
+        process.arguments = ["record", "--duration", "120s", "--output", output, "--top", "3"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let started = Date()
+        try process.run()
+        sleep(2)
+        kill(process.processIdentifier, SIGINT)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(Date().timeIntervalSince(started) < 30, "SIGINT must end the recording promptly")
+        let size = (try? FileManager.default.attributesOfItem(atPath: output)[.size] as? Int) ?? 0
+        #expect(size > 0, "the profile must be written after Ctrl-C")
+        let top = try goToolPprof(["-top", "-nodecount=3", output])
+        #expect(top.contains("Total samples") || top.contains("Showing nodes"), "\(top)")
+    }
+
     @Test func cliErrorsAreOneLineWithTheFix() throws {
         let nodeprof = try builtProduct("nodeprof")
         // An unused pid: the highest pid_max value is never handed out before wrap-around.
