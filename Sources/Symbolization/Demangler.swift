@@ -9,8 +9,8 @@ import Glibc
 /// - Swift (`$s`, `_$s`, `$S`, `_$S`, `$e`, `_$e`, `_T0`): the Swift runtime's `swift_demangle`.
 /// - Rust v0 (`_R...`) and anything else are returned unchanged.
 ///
-/// A value type: each copy has its own cache. Not meant to be shared across threads.
-public struct Demangler {
+/// Holds its cache, so it is a reference type; confine an instance to one thread.
+public final class Demangler {
     /// Names kept per cache generation; the cache holds at most twice this many.
     public let generationCapacity: Int
     // Two generations approximate LRU without bookkeeping per lookup: when the current
@@ -28,7 +28,7 @@ public struct Demangler {
 
     /// The demangled form of `name`, or `name` itself when it is not mangled in a scheme
     /// this demangler knows.
-    public mutating func demangle(_ name: String) -> String {
+    public func demangle(_ name: String) -> String {
         if let cached = current[name] { return cached }
         let result = previous[name] ?? Self.demangleUncached(name)
         if current.count >= generationCapacity {

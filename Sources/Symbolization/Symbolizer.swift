@@ -100,7 +100,7 @@ public final class Symbolizer {
     private var mappedFiles: [MappedFileKey: MappedFileResolution] = [:]
     private var files: [FileIdentity: LoadedFile] = [:]
     private var vdso: LoadedFile??
-    private var demangler = Demangler()
+    private let demangler = Demangler()
     private var counters = SymbolizerStatistics()
     private var clock: UInt64 = 0
 
@@ -246,7 +246,7 @@ public final class Symbolizer {
                 ofRuntimeAddress: lookup, mappingStart: mapping.start, mappingOffset: mapping.offset)
         {
             loaded.lastUse = clock
-            function = loaded.functionName(containing: virtualAddress, demangler: &demangler)
+            function = loaded.functionName(containing: virtualAddress, demangler: demangler)
         }
         return Frame(kind: .native, address: address, function: function, module: module)
     }
@@ -415,20 +415,21 @@ public final class Symbolizer {
         }
         candidates.append(mapping.path)
 
-        var firstError: MappedFileError? = nil
+        var reasons: [String] = []
         for path in candidates {
             do {
                 let file = try ELFFile(path: path)
                 if let status = file.fileStatus, !Self.matches(status, mapping) {
-                    firstError = firstError ?? .replaced(path: path, mapping: mapping, found: status)
+                    reasons.append(
+                        "\(path) has inode \(status.inode), not \(mapping.inode): replaced since it was mapped")
                     continue
                 }
                 return file
             } catch {
-                firstError = firstError ?? .elf(error)
+                reasons.append(error.description)
             }
         }
-        throw firstError ?? .elf(.emptyFile)
+        throw MappedFileError(mapping: mapping, reasons: reasons)
     }
 
     /// False when `status` is provably another file than the one `mapping` maps: same device,
@@ -464,21 +465,14 @@ public final class Symbolizer {
     }
 }
 
-/// Why the file behind a maps line could not be used.
-enum MappedFileError: Error, CustomStringConvertible {
-    case elf(ELFError)
-    case replaced(path: String, mapping: MemoryMapping, found: ELFFileStatus)
+/// Why the file behind a maps line could not be used: one reason per path tried.
+struct MappedFileError: Error, CustomStringConvertible {
+    var mapping: MemoryMapping
+    var reasons: [String]
 
     var description: String {
-        switch self {
-        case .elf(let error):
-            return error.description
-        case .replaced(let path, let mapping, let found):
-            return
-                "\(path) is not the mapped file: inode \(found.inode) instead of \(mapping.inode) "
-                + "on device \(mapping.deviceMajor):\(mapping.deviceMinor); it was replaced after "
-                + "the process mapped it, and frames in it stay unsymbolized"
-        }
+        "frames in \(mapping.path) stay unsymbolized, no usable copy of the file: "
+            + reasons.joined(separator: "; ")
     }
 }
 
@@ -508,7 +502,7 @@ final class LoadedFile {
         }
     }
 
-    func functionName(containing virtualAddress: UInt64, demangler: inout Demangler) -> String? {
+    func functionName(containing virtualAddress: UInt64, demangler: Demangler) -> String? {
         guard let symbols, let index = symbols.index(containing: virtualAddress) else { return nil }
         if let cached = names[index] { return cached }
         guard let raw = symbols.name(at: index) else { return nil }

@@ -53,10 +53,13 @@ enum Tool {
     }
 
     /// Compiles C `source` into `output` with `cc`.
-    static func compileC(_ source: String, output: String, flags: [String]) throws {
+    /// `libraries` come after the source, where the linker needs them.
+    static func compileC(_ source: String, output: String, flags: [String], libraries: [String] = [])
+        throws
+    {
         let sourcePath = output + ".c"
         try source.write(toFile: sourcePath, atomically: true, encoding: .utf8)
-        try run("cc", flags + ["-o", output, sourcePath])
+        try run("cc", flags + ["-o", output, sourcePath] + libraries)
     }
 }
 
@@ -89,7 +92,9 @@ struct TemporaryDirectory {
     let path: String
 
     init(_ prefix: String = "nodeprof-symbolization") throws {
-        var template = Array((NSTemporaryDirectory() + "/\(prefix)-XXXXXX").utf8CString)
+        var base = NSTemporaryDirectory()
+        while base.count > 1, base.hasSuffix("/") { base.removeLast() }
+        var template = Array((base + "/\(prefix)-XXXXXX").utf8CString)
         let created = template.withUnsafeMutableBufferPointer { buffer -> String? in
             guard let base = buffer.baseAddress, mkdtemp(base) != nil else { return nil }
             return String(cString: base)
