@@ -22,7 +22,9 @@
 #define NODEPROF_FLAG_KSTACK_TRUNCATED 0x8u /* kernel stack filled the buffer */
 #define NODEPROF_FLAG_KERNEL_THREAD 0x10u /* task is a kernel thread: no user stack */
 
-/* One sample, as written into the ring buffer. Stacks are leaf first. */
+/* One sample. The BPF program builds it in a per-CPU scratch slot and writes only the used
+ * part into the ring buffer: the header up to `frames`, then kernel_stack_len kernel
+ * frames followed by user_stack_len user frames, each stack leaf first. */
 struct nodeprof_sample {
 	__u32 version; /* NODEPROF_RECORD_VERSION */
 	__u32 flags; /* NODEPROF_FLAG_* */
@@ -35,9 +37,12 @@ struct nodeprof_sample {
 	__u32 user_stack_len; /* frames valid in user_stack */
 	__u32 reserved;
 	char comm[16];
-	__u64 kernel_stack[NODEPROF_MAX_STACK_DEPTH];
-	__u64 user_stack[NODEPROF_MAX_STACK_DEPTH];
+	__u64 frames[2 * NODEPROF_MAX_STACK_DEPTH];
 };
+
+/* Bytes of a record holding `frame_count` frames. */
+#define NODEPROF_SAMPLE_SIZE(frame_count) \
+	(__builtin_offsetof(struct nodeprof_sample, frames) + (frame_count) * sizeof(__u64))
 
 /* Indexes into the per-CPU "counters" array map. Every sample lands in exactly one of
  * SUBMITTED, IDLE_DROPPED, FILTERED_OUT, RINGBUF_FULL; the rest count stack problems. */
@@ -56,6 +61,12 @@ enum nodeprof_counter {
 struct nodeprof_config {
 	__u32 drop_idle; /* non-zero: drop samples of the idle task (pid 0) */
 	__u32 filter_pids; /* non-zero: only sample tgids present in the "selected_pids" map */
+	/* Wake the reader only once this many bytes wait in the ring buffer. A wakeup is an
+	 * irq_work self-IPI (a VM exit under virtualization) costing microseconds per sample;
+	 * the reader polls on a short timer instead and is woken early only when the ring
+	 * fills up. 0 wakes on every sample. */
+	__u32 wakeup_bytes;
+	__u32 reserved;
 };
 
 #endif

@@ -14,14 +14,19 @@
 #include "sample_record.h"
 #include "unwind_fp.h"
 
+/* Stack lengths are bounded for the verifier with `& NODEPROF_MAX_STACK_DEPTH`. */
+_Static_assert(((NODEPROF_MAX_STACK_DEPTH + 1) & NODEPROF_MAX_STACK_DEPTH) == 0,
+	       "NODEPROF_MAX_STACK_DEPTH must be a power of two minus one");
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space before load (libbpf exposes .rodata as the initial value). */
-const volatile struct nodeprof_config nodeprof_config = { .drop_idle = 1, .filter_pids = 0 };
+const volatile struct nodeprof_config nodeprof_config = {
+	.drop_idle = 1,
+	.filter_pids = 0,
+	.wakeup_bytes = 0,
+};
 
-/* clang emits BTF only for types reachable from globals and functions; this .rodata anchor
- * puts struct nodeprof_sample into the object's BTF so the layout test can compare it. */
-const volatile struct nodeprof_sample *const nodeprof_sample_btf_anchor = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -34,6 +39,16 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } counters SEC(".maps");
+
+/* Where a sample is assembled before only its used bytes are copied into the ring buffer:
+ * bpf_get_stack zero-fills the rest of its buffer, which is cheap in this cache-hot slot
+ * and would cost two cold kilobytes per sample inside the ring buffer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nodeprof_sample);
+} scratch SEC(".maps");
 
 /* tgid -> 1 for the processes selected with --pid (consulted when filter_pids is set). */
 struct {
@@ -68,11 +83,10 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 		return 0;
 	}
 
-	struct nodeprof_sample *sample = bpf_ringbuf_reserve(&samples, sizeof(*sample), 0);
-	if (!sample) {
-		count(NODEPROF_COUNTER_RINGBUF_FULL);
-		return 0;
-	}
+	__u32 zero = 0;
+	struct nodeprof_sample *sample = bpf_map_lookup_elem(&scratch, &zero);
+	if (!sample)
+		return 0; /* cannot happen: a one-slot per-CPU array */
 
 	sample->version = NODEPROF_RECORD_VERSION;
 	sample->flags = 0;
@@ -84,26 +98,40 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	sample->reserved = 0;
 	bpf_get_current_comm(sample->comm, sizeof(sample->comm));
 
-	long kbytes = bpf_get_stack(ctx, sample->kernel_stack, sizeof(sample->kernel_stack), 0);
+	long kbytes = bpf_get_stack(ctx, sample->frames, NODEPROF_MAX_STACK_DEPTH * sizeof(__u64), 0);
+	__u32 kernel_len = 0;
 	if (kbytes < 0) {
-		sample->kernel_stack_len = 0;
 		sample->flags |= NODEPROF_FLAG_KSTACK_FAILED;
 		count(NODEPROF_COUNTER_KSTACK_FAILED);
 	} else {
-		sample->kernel_stack_len = (__u32)(kbytes / sizeof(__u64));
-		if (sample->kernel_stack_len >= NODEPROF_MAX_STACK_DEPTH)
+		kernel_len = (__u32)(kbytes / sizeof(__u64));
+		if (kernel_len >= NODEPROF_MAX_STACK_DEPTH) {
+			kernel_len = NODEPROF_MAX_STACK_DEPTH;
 			sample->flags |= NODEPROF_FLAG_KSTACK_TRUNCATED;
+		}
 	}
+	sample->kernel_stack_len = kernel_len;
 
+	/* User frames go right after the kernel frames, so only used bytes are sent. */
+	sample->user_stack_len = 0;
 	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
 	if (BPF_CORE_READ(task, flags) & NODEPROF_PF_KTHREAD) {
-		sample->user_stack_len = 0;
 		sample->flags |= NODEPROF_FLAG_KERNEL_THREAD;
-	} else if (nodeprof_unwind_user(ctx, sample) < 0) {
+	} else if (nodeprof_unwind_user(ctx, sample, &sample->frames[kernel_len & NODEPROF_MAX_STACK_DEPTH]) < 0) {
 		count(NODEPROF_COUNTER_USTACK_FAILED);
 	}
 
-	bpf_ringbuf_submit(sample, 0);
+	__u32 frame_count = (kernel_len & NODEPROF_MAX_STACK_DEPTH) +
+			    (sample->user_stack_len & NODEPROF_MAX_STACK_DEPTH);
+	__u64 size = NODEPROF_SAMPLE_SIZE(frame_count);
+	if (size > sizeof(*sample))
+		return 0; /* unreachable: both lengths are at most NODEPROF_MAX_STACK_DEPTH */
+	__u64 pending = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA);
+	__u64 wakeup = pending >= nodeprof_config.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&samples, sample, size, wakeup) != 0) {
+		count(NODEPROF_COUNTER_RINGBUF_FULL);
+		return 0;
+	}
 	count(NODEPROF_COUNTER_SUBMITTED);
 	return 0;
 }

@@ -10,11 +10,12 @@
 
 #include "sample_record.h"
 
-/* Fills sample->user_stack / user_stack_len and sets USTACK_* flags. Returns 0 or < 0. */
+/* Writes the user stack into `frames` (room for NODEPROF_MAX_STACK_DEPTH entries), sets
+ * sample->user_stack_len and the USTACK_* flags. Returns 0 or < 0. */
 static __always_inline int nodeprof_unwind_user(struct bpf_perf_event_data *ctx,
-						struct nodeprof_sample *sample)
+						struct nodeprof_sample *sample, __u64 *frames)
 {
-	long bytes = bpf_get_stack(ctx, sample->user_stack, sizeof(sample->user_stack),
+	long bytes = bpf_get_stack(ctx, frames, NODEPROF_MAX_STACK_DEPTH * sizeof(__u64),
 				   BPF_F_USER_STACK);
 	if (bytes < 0) {
 		sample->user_stack_len = 0;

@@ -69,7 +69,9 @@ public final class Recording {
             let elapsed = Self.monotonicSeconds() - started
             if let durationSeconds, elapsed >= durationSeconds { break }
             let remaining = durationSeconds.map { max(0, $0 - elapsed) } ?? 1
-            let timeout = Int32(min(250, max(1, remaining * 1000)))
+            // 100 ms: how late a sample may be drained, and so how soon a short-lived
+            // process's maps are read after its first sample.
+            let timeout = Int32(min(100, max(1, remaining * 1000)))
             try sampler.poll(timeoutMilliseconds: timeout, consume)
             let now = Self.monotonicSeconds()
             if now - lastReport >= 1 {

@@ -221,10 +221,15 @@ int nodeprof_sampler_poll(struct nodeprof_sampler *sampler, int timeout_ms)
 {
 	if (!sampler->ring)
 		return -EINVAL;
+	/* The program wakes us only when the ring fills up (config.wakeup_bytes), so after the
+	 * wait (woken or timed out) always consume whatever is there. */
 	int n = ring_buffer__poll(sampler->ring, timeout_ms);
-	if (n == -EINTR)
-		return 0;
-	return n;
+	if (n < 0 && n != -EINTR)
+		return n;
+	int more = ring_buffer__consume(sampler->ring);
+	if (more < 0)
+		return more;
+	return (n > 0 ? n : 0) + more;
 }
 
 int nodeprof_sampler_read_counters(const struct nodeprof_sampler *sampler, uint64_t *out)

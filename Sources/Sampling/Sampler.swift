@@ -73,7 +73,9 @@ public final class Sampler {
 
         var config = nodeprof_config(
             drop_idle: configuration.dropIdle ? 1 : 0,
-            filter_pids: configuration.processIDs == nil ? 0 : 1)
+            filter_pids: configuration.processIDs == nil ? 0 : 1,
+            wakeup_bytes: configuration.ringBufferBytes / 4,
+            reserved: 0)
         var handle: OpaquePointer?
         var log = [CChar](repeating: 0, count: 4096)
         let rc = nodeprof_sampler_open(&config, configuration.ringBufferBytes, &handle, &log, log.count)
@@ -122,6 +124,10 @@ public final class Sampler {
 
     /// Waits up to `timeoutMilliseconds` for samples and hands each to `body`, in ring
     /// order. Returns the number of records drained.
+    ///
+    /// The BPF program wakes the reader only when a quarter of the ring buffer is full
+    /// (a wakeup per sample costs microseconds in the kernel), so call this on a short
+    /// period: the timeout is the latency of a sample in a quiet system.
     @discardableResult
     public func poll(timeoutMilliseconds: Int32, _ body: (StackSample) -> Void) throws(SamplerError) -> Int {
         let clock = self.clock
@@ -245,11 +251,13 @@ struct ClockTranslation: Sendable {
     }
 }
 
-/// Decodes one ring-buffer record; nil when its size or version is wrong.
+/// Decodes one ring-buffer record: the header, then `kernel_stack_len` kernel frames and
+/// `user_stack_len` user frames. Nil when its size or version is wrong.
 func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> StackSample? {
     typealias Record = nodeprof_sample
-    guard raw.count >= MemoryLayout<Record>.size,
-        raw.load(fromByteOffset: MemoryLayout<Record>.offset(of: \.version)!, as: UInt32.self)
+    let framesOffset = MemoryLayout<Record>.offset(of: \.frames)!
+    guard raw.count >= framesOffset,
+        raw.loadUnaligned(fromByteOffset: MemoryLayout<Record>.offset(of: \.version)!, as: UInt32.self)
             == NODEPROF_RECORD_VERSION
     else { return nil }
     func field<T>(_ path: KeyPath<Record, T>, _ type: T.Type) -> T {
@@ -258,11 +266,12 @@ func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> Sta
     let depth = Int(NODEPROF_MAX_STACK_DEPTH)
     let kernelCount = Int(field(\.kernel_stack_len, UInt32.self))
     let userCount = Int(field(\.user_stack_len, UInt32.self))
-    guard kernelCount <= depth, userCount <= depth else { return nil }
+    guard kernelCount <= depth, userCount <= depth,
+        raw.count >= framesOffset + (kernelCount + userCount) * 8
+    else { return nil }
 
-    func stack(_ path: PartialKeyPath<Record>, count: Int) -> [UInt64] {
-        let base = MemoryLayout<Record>.offset(of: path)!
-        return (0..<count).map { raw.loadUnaligned(fromByteOffset: base + $0 * 8, as: UInt64.self) }
+    func frames(from first: Int, count: Int) -> [UInt64] {
+        (first..<first + count).map { raw.loadUnaligned(fromByteOffset: framesOffset + $0 * 8, as: UInt64.self) }
     }
     let commBase = MemoryLayout<Record>.offset(of: \.comm)!
     let commBytes = UnsafeRawBufferPointer(rebasing: raw[commBase..<commBase + 16])
@@ -281,7 +290,7 @@ func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> Sta
         threadName: String(decoding: commBytes[..<commLength], as: UTF8.self),
         cgroupID: field(\.cgroup_id, UInt64.self),
         timestampNanos: clock.wallClock(monotonic: field(\.timestamp_ns, UInt64.self)),
-        kernelStack: stack(\.kernel_stack, count: kernelCount),
-        userStack: stack(\.user_stack, count: userCount),
+        kernelStack: frames(from: 0, count: kernelCount),
+        userStack: frames(from: kernelCount, count: userCount),
         stackErrors: errors)
 }

@@ -83,8 +83,7 @@ struct SamplerTests {
             ("kernel_stack_len", MemoryLayout<Record>.offset(of: \.kernel_stack_len)!),
             ("user_stack_len", MemoryLayout<Record>.offset(of: \.user_stack_len)!),
             ("comm", MemoryLayout<Record>.offset(of: \.comm)!),
-            ("kernel_stack", MemoryLayout<Record>.offset(of: \.kernel_stack)!),
-            ("user_stack", MemoryLayout<Record>.offset(of: \.user_stack)!),
+            ("frames", MemoryLayout<Record>.offset(of: \.frames)!),
         ]
         for (name, swiftOffset) in members {
             var size: UInt32 = 0
