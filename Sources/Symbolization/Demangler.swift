@@ -40,9 +40,14 @@ public final class Demangler {
         return result
     }
 
+    /// Longest name handed to a runtime demangler. Symbol names come from files any
+    /// container can ship, and the demanglers recurse on nesting; real names stay far below.
+    public static let maximumMangledLength = 16 * 1024
+
     /// Demangles without touching a cache.
     public static func demangleUncached(_ name: String) -> String {
         let utf8 = name.utf8
+        guard utf8.count <= maximumMangledLength else { return name }
         if isSwiftMangled(utf8) {
             return swift(name) ?? name
         }

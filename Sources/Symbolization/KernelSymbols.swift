@@ -126,8 +126,8 @@ public struct KernelSymbols: Sendable {
             if sawZeroAddress { throw .addressesHidden(path: path) }
             throw .noSymbols(path: path, skippedLines: skipped)
         }
-        // Stable order: aliases keep the order of the file, where the kernel lists the
-        // canonical name of a function first.
+        // Stable order, so of several names at one address the first one listed wins and
+        // the result does not depend on the sort algorithm.
         let sorted = entries.enumerated().sorted { a, b in
             a.element.address != b.element.address
                 ? a.element.address < b.element.address : a.offset < b.offset

@@ -61,6 +61,10 @@ public struct SymbolizerStatistics: Sendable, Hashable {
 /// so a call that ends a function (to a `noreturn` callee) resolves to the caller and not to
 /// the next function. ``Frame/address`` keeps the sampled value.
 ///
+/// Frames in anonymous executable memory (JIT code) get a module with the path
+/// `[anonymous]` and no function; `[vdso]` frames are symbolized from this process's own
+/// vDSO, which the kernel maps identically into every 64-bit process.
+///
 /// Confined to one thread; not `Sendable`.
 public final class Symbolizer {
     /// Largest number of ELF files kept mapped.
