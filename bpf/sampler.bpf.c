@@ -98,7 +98,11 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	sample->reserved = 0;
 	bpf_get_current_comm(sample->comm, sizeof(sample->comm));
 
-	long kbytes = bpf_get_stack(ctx, sample->frames, NODEPROF_MAX_STACK_DEPTH * sizeof(__u64), 0);
+	/* A sample that interrupted user mode has no kernel stack: skip the kernel's walker. */
+	long kbytes = nodeprof_interrupted_user_mode(ctx)
+			      ? 0
+			      : bpf_get_stack(ctx, sample->frames,
+					      NODEPROF_MAX_STACK_DEPTH * sizeof(__u64), 0);
 	__u32 kernel_len = 0;
 	if (kbytes < 0) {
 		sample->flags |= NODEPROF_FLAG_KSTACK_FAILED;

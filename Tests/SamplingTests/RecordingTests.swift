@@ -39,6 +39,23 @@ struct RecordingTests {
         #expect(result.counters.lostRingBufferFull == 0)
     }
 
+    /// 40 frames of 512 bytes: past the BPF walker's bulk stack copy, walked record by record.
+    @Test func deepStackWithLargeFramesReachesMain() throws {
+        let dir = try TemporaryDirectory()
+        let workload = try ChildProcess(try buildDeepStackWorkload(in: dir))
+        let result = try record(pid: workload.pid, seconds: 2, frequency: 499)
+        workload.kill()
+
+        let samples = result.profile.samples
+        try #require(samples.count > 200)
+        let complete = samples.filter { sample in
+            let user = sample.frames.filter { $0.kind == .native }.map { $0.function ?? "?" }
+            guard user.first == "spin", let main = user.firstIndex(of: "main") else { return false }
+            return user[1..<main].count == 40 && user[1..<main].allSatisfy { $0 == "descend" }
+        }
+        #expect(Double(complete.count) >= 0.9 * Double(samples.count), "spin <- 40 x descend <- main in \(complete.count)/\(samples.count)")
+    }
+
     /// A process living in read(2) shows kernel frames symbolized from /proc/kallsyms.
     @Test func syscallWorkloadHasKernelFrames() throws {
         let dir = try TemporaryDirectory()
@@ -60,6 +77,14 @@ struct RecordingTests {
                 #expect(!kinds[firstUser...].contains(.kernel))
             }
         }
+        // The user stack of a sample taken in the kernel starts from the task's saved user
+        // registers: its leaf is libc's read(2) wrapper. (That wrapper sets up no frame, so a
+        // frame-pointer walk skips its caller, main: the DWARF unwinder's job.)
+        let wrappers: Set<String> = ["read", "__libc_read", "__read", "__GI___libc_read"]
+        let fromRegisters = withKernel.filter { sample in
+            sample.frames.first { $0.kind == .native }?.function.map(wrappers.contains) ?? false
+        }
+        #expect(Double(fromRegisters.count) >= 0.9 * Double(withKernel.count), "user leaf is read(2) in \(fromRegisters.count)/\(withKernel.count)")
         let kernelFrames = withKernel.flatMap { $0.frames.filter { $0.kind == .kernel } }
         let symbolized = kernelFrames.filter(\.isSymbolized).count
         #expect(Double(symbolized) >= 0.99 * Double(kernelFrames.count), "kernel frames symbolized: \(symbolized)/\(kernelFrames.count)")

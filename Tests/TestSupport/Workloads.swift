@@ -166,3 +166,40 @@ public func buildCallTreeWorkload(in directory: TemporaryDirectory) throws -> St
 public func buildSyscallWorkload(in directory: TemporaryDirectory) throws -> String {
     try compileC(syscallWorkloadSource, in: directory, name: "readzero", flags: ["-O1", "-fno-omit-frame-pointer"])
 }
+
+/// A 40-deep recursion with 512-byte frames that burns CPU at the bottom: the stack is far
+/// larger than the sampler's bulk copy, so the walk must continue frame by frame.
+public let deepStackWorkloadSource = #"""
+#include <stdint.h>
+#include <string.h>
+
+static volatile uint64_t sink;
+
+__attribute__((noinline)) void store(uint64_t x) { sink = x; }
+
+/* Not a leaf (it calls store), so gcc gives it a frame: a frameless leaf would hide its
+ * caller from any frame-pointer walk. */
+__attribute__((noinline)) void spin(void) {
+    uint64_t x = sink;
+    for (int i = 0; i < 5000000; i++) x = x * 6364136223846793005ull + 1;
+    store(x);
+}
+
+__attribute__((noinline)) void descend(int depth) {
+    volatile char pad[512];
+    memset((char *)pad, depth, sizeof(pad));
+    if (depth == 0) spin(); else descend(depth - 1);
+    sink += pad[depth % 512];
+}
+
+int main(void) {
+    for (;;) descend(39);
+}
+"""#
+
+/// Compiles the deep-stack workload with frame pointers.
+public func buildDeepStackWorkload(in directory: TemporaryDirectory) throws -> String {
+    try compileC(
+        deepStackWorkloadSource, in: directory, name: "deepstack",
+        flags: ["-O1", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-inline", "-fno-optimize-sibling-calls"])
+}
