@@ -76,6 +76,9 @@ public final class Symbolizer {
     public var minimumMapsRefreshIntervalNanos: UInt64 = 100_000_000
     /// How long a failure to load a file is remembered before it is retried.
     public var fileFailureRetryNanos: UInt64 = 10_000_000_000
+    /// How long a pid whose maps could not be read is remembered before it is retried
+    /// (the pid may be reused by a new process).
+    public var unknownProcessRetryNanos: UInt64 = 1_000_000_000
 
     private enum KernelSymbolsState {
         case notLoaded
@@ -284,7 +287,7 @@ public final class Symbolizer {
             return processes[pid]
         }
         let now = monotonicNanoseconds()
-        if let failedAt = unknownProcesses[pid], now &- failedAt < minimumMapsRefreshIntervalNanos * 10 {
+        if let failedAt = unknownProcesses[pid], now &- failedAt < unknownProcessRetryNanos {
             return nil
         }
         guard let snapshot = takeSnapshot(pid: pid, now: now) else {

@@ -299,4 +299,85 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         // Both maps lines name the same file identity: one libc in the cache.
         #expect(statistics.openELFFiles == 1)
     }
+
+    /// A fake procfs whose process 88 maps the text segment of each file in `paths` at
+    /// 0x7f0000000000, 0x7f1000000000, ...; returns the runtime address of `symbolName + 1`
+    /// in each mapping.
+    func fakeProcess(mapping paths: [String], symbolName: String, in directory: TemporaryDirectory) throws -> [UInt64] {
+        var lines: [String] = []
+        var addresses: [UInt64] = []
+        for (index, path) in paths.enumerated() {
+            let file = try ELFFile(path: path)
+            let status = try #require(file.fileStatus)
+            let text = try #require(file.loadSegments.first { $0.flags.contains(.execute) })
+            let pageOffset = text.offset & ~0xfff
+            let base = 0x7f00_0000_0000 + UInt64(index) * 0x10_0000_0000
+            let device = "\(String(status.deviceMajor, radix: 16)):\(String(status.deviceMinor, radix: 16))"
+            lines.append(
+                "\(String(base, radix: 16))-\(String(base + 0x40_0000, radix: 16)) r-xp \(String(pageOffset, radix: 16)) \(device) \(status.inode) \(path)")
+            let symbol = try #require(file.symbolTable().allSymbols().first { $0.name == symbolName })
+            addresses.append(base + (symbol.address - text.virtualAddress + text.offset - pageOffset) + 1)
+        }
+        try FileManager.default.createDirectory(atPath: directory.file("88"), withIntermediateDirectories: true)
+        try lines.joined(separator: "\n").write(toFile: directory.file("88/maps"), atomically: true, encoding: .utf8)
+        return addresses
+    }
+
+    @Test func filesWithOneBuildIDShareOneCacheEntry() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        // Two copies of libc: two inodes, one build id (as in two containers).
+        let copy = directory.file("libc-copy.so.6")
+        try FileManager.default.copyItem(atPath: libcPath, toPath: copy)
+        let addresses = try fakeProcess(mapping: [libcPath, copy], symbolName: "malloc", in: directory)
+        let symbolizer = Symbolizer(procRoot: directory.path)
+        let frames = symbolizer.symbolize(sample(pid: 88, user: [0] + addresses)).frames
+        #expect(frames.dropFirst().allSatisfy { $0.function != nil })
+        #expect(frames[1].function == frames[2].function)
+        #expect(frames[1].module?.path == libcPath && frames[2].module?.path == copy)
+        #expect(frames[1].module?.buildID == frames[2].module?.buildID)
+        let statistics = symbolizer.statistics
+        #expect(statistics.openELFFiles == 1)
+        #expect(statistics.elfFilesLoaded == 1)
+        #expect(statistics.framesUnsymbolized == 1)  // the 0 address
+    }
+
+    @Test func openFilesAreBoundedAndEvictedFilesReload() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let program = try TargetProgram(pie: false)
+        defer { program.directory.remove() }
+        let libcAddress = try fakeProcess(mapping: [libcPath], symbolName: "malloc", in: directory)[0]
+        let symbolizer = Symbolizer(procRoot: directory.path)
+        symbolizer.maximumOpenFiles = 1
+        let first = symbolizer.symbolize(sample(pid: 88, user: [libcAddress])).frames[0].function
+        #expect(first != nil)
+
+        // A second file in another fake process evicts libc; libc then loads again.
+        let executableAddress = try fakeProcess(
+            mapping: [program.executable], symbolName: "executable_function", in: directory)[0]
+        symbolizer.forget(pid: 88)
+        #expect(symbolizer.symbolize(sample(pid: 88, user: [executableAddress])).frames[0].function == "executable_function")
+        #expect(symbolizer.statistics.openELFFiles == 1)
+        #expect(symbolizer.statistics.elfFilesEvicted == 1)
+        _ = try fakeProcess(mapping: [libcPath], symbolName: "malloc", in: directory)
+        symbolizer.forget(pid: 88)
+        #expect(symbolizer.symbolize(sample(pid: 88, user: [libcAddress])).frames[0].function == first)
+        #expect(symbolizer.statistics.elfFilesLoaded == 3)
+        #expect(symbolizer.statistics.elfFilesEvicted == 2)
+    }
+
+    @Test func processSnapshotsAreBounded() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        _ = try fakeProcess(mapping: [libcPath], symbolName: "malloc", in: directory)
+        for pid in 1000..<1010 {
+            try FileManager.default.copyItem(atPath: directory.file("88"), toPath: directory.file("\(pid)"))
+        }
+        let symbolizer = Symbolizer(procRoot: directory.path)
+        symbolizer.maximumProcesses = 4
+        for pid in Int32(1000)..<1010 { symbolizer.observe(pid: pid) }
+        #expect(symbolizer.statistics.processesTracked <= 4)
+        #expect(symbolizer.statistics.mapsSnapshots == 10)
+    }
 }
