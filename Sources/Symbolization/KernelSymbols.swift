@@ -194,7 +194,9 @@ public struct KernelSymbols: Sendable {
         guard fields.count == 3 || fields.count == 4 else { return nil }
         let address = fields[0].withUnsafeBufferPointer { parseHex($0) }
         guard let address, fields[1].count == 1, let type = fields[1].first else { return nil }
-        guard (type >= UInt8(ascii: "a") && type <= UInt8(ascii: "z")) || (type >= UInt8(ascii: "A") && type <= UInt8(ascii: "Z"))
+        guard
+            (type >= UInt8(ascii: "a") && type <= UInt8(ascii: "z"))
+                || (type >= UInt8(ascii: "A") && type <= UInt8(ascii: "Z"))
         else { return nil }
         var module: ArraySlice<UInt8>? = nil
         if fields.count == 4 {

@@ -25,62 +25,99 @@ import Testing
         ("big-endian.elf", corrupted { bytes, _ in bytes[5] = 2 }),
         ("phnum-huge.elf", corrupted { bytes, _ in bytes.put(le16: 0xfff0, at: 56) }),
         ("phentsize-small.elf", corrupted { bytes, _ in bytes.put(le16: 8, at: 54) }),
-        ("phnum-xnum-without-sections.elf", corrupted { bytes, _ in
-            bytes.put(le16: 0xffff, at: 56)
-            bytes.put(le64: 0, at: 40)
-        }),
+        (
+            "phnum-xnum-without-sections.elf",
+            corrupted { bytes, _ in
+                bytes.put(le16: 0xffff, at: 56)
+                bytes.put(le64: 0, at: 40)
+            }
+        ),
         ("shoff-past-eof.elf", corrupted { bytes, _ in bytes.put(le64: 0x7fff_ffff_0000, at: 40) }),
         ("shoff-overflow.elf", corrupted { bytes, _ in bytes.put(le64: UInt64.max - 10, at: 40) }),
         ("shnum-65535.elf", corrupted { bytes, _ in bytes.put(le16: 0xffff, at: 60) }),
         ("shentsize-zero.elf", corrupted { bytes, _ in bytes.put(le16: 0, at: 58) }),
         ("shstrndx-out-of-range.elf", corrupted { bytes, _ in bytes.put(le16: 0xfeff, at: 62) }),
-        ("symtab-huge-size.elf", corrupted { bytes, layout in
-            bytes.put(le64: 0xffff_ffff_ffff_fff0, at: layout.sectionField(".symtab", 32))
-        }),
-        ("symtab-entsize-zero.elf", corrupted { bytes, layout in
-            bytes.put(le64: 0, at: layout.sectionField(".symtab", 56))
-        }),
-        ("symtab-links-itself.elf", corrupted { bytes, layout in
-            bytes.put(le32: UInt32(layout.sections[".symtab"] ?? 0), at: layout.sectionField(".symtab", 40))
-        }),
-        ("symtab-links-to-note.elf", corrupted { bytes, layout in
-            bytes.put(le32: UInt32(layout.sections[".note.gnu.build-id"] ?? 0), at: layout.sectionField(".symtab", 40))
-        }),
-        ("string-tables-link-in-a-cycle.elf", corrupted { bytes, layout in
-            // .strtab and .shstrtab point at each other and at .symtab; links of string
-            // tables are never followed, so this must not matter.
-            bytes.put(le32: 5, at: layout.sectionField(".strtab", 40))
-            bytes.put(le32: 4, at: layout.sectionField(".shstrtab", 40))
-        }),
-        ("symbol-names-out-of-range.elf", corrupted { bytes, layout in
-            for index in 1...3 { bytes.put(le32: 0xffff_fff0, at: layout.symbols + index * 24) }
-        }),
-        ("string-table-without-nul.elf", corrupted { bytes, layout in
-            let size = Int(layout.symbols - layout.strings)
-            for offset in layout.strings..<(layout.strings + size) where bytes[offset] == 0 { bytes[offset] = 0x41 }
-        }),
-        ("overlapping-load-segments.elf", corrupted { bytes, layout in
-            // Turn PT_NOTE into a second, writable PT_LOAD overlapping the first at a far address.
-            let second = layout.programHeaders + 56
-            bytes.put(le32: 1, at: second)
-            bytes.put(le32: 6, at: second + 4)
-            bytes.put(le64: 0, at: second + 8)
-            bytes.put(le64: 0xffff_ffff_ffff_f000, at: second + 16)
-            bytes.put(le64: UInt64.max, at: second + 32)
-        }),
-        ("load-segment-absurd.elf", corrupted { bytes, layout in
-            bytes.put(le64: UInt64.max - 5, at: layout.programHeaders + 8)
-            bytes.put(le64: UInt64.max, at: layout.programHeaders + 16)
-            bytes.put(le64: UInt64.max, at: layout.programHeaders + 32)
-        }),
+        (
+            "symtab-huge-size.elf",
+            corrupted { bytes, layout in
+                bytes.put(le64: 0xffff_ffff_ffff_fff0, at: layout.sectionField(".symtab", 32))
+            }
+        ),
+        (
+            "symtab-entsize-zero.elf",
+            corrupted { bytes, layout in
+                bytes.put(le64: 0, at: layout.sectionField(".symtab", 56))
+            }
+        ),
+        (
+            "symtab-links-itself.elf",
+            corrupted { bytes, layout in
+                bytes.put(le32: UInt32(layout.sections[".symtab"] ?? 0), at: layout.sectionField(".symtab", 40))
+            }
+        ),
+        (
+            "symtab-links-to-note.elf",
+            corrupted { bytes, layout in
+                bytes.put(
+                    le32: UInt32(layout.sections[".note.gnu.build-id"] ?? 0), at: layout.sectionField(".symtab", 40))
+            }
+        ),
+        (
+            "string-tables-link-in-a-cycle.elf",
+            corrupted { bytes, layout in
+                // .strtab and .shstrtab point at each other and at .symtab; links of string
+                // tables are never followed, so this must not matter.
+                bytes.put(le32: 5, at: layout.sectionField(".strtab", 40))
+                bytes.put(le32: 4, at: layout.sectionField(".shstrtab", 40))
+            }
+        ),
+        (
+            "symbol-names-out-of-range.elf",
+            corrupted { bytes, layout in
+                for index in 1...3 { bytes.put(le32: 0xffff_fff0, at: layout.symbols + index * 24) }
+            }
+        ),
+        (
+            "string-table-without-nul.elf",
+            corrupted { bytes, layout in
+                let size = Int(layout.symbols - layout.strings)
+                for offset in layout.strings..<(layout.strings + size) where bytes[offset] == 0 { bytes[offset] = 0x41 }
+            }
+        ),
+        (
+            "overlapping-load-segments.elf",
+            corrupted { bytes, layout in
+                // Turn PT_NOTE into a second, writable PT_LOAD overlapping the first at a far address.
+                let second = layout.programHeaders + 56
+                bytes.put(le32: 1, at: second)
+                bytes.put(le32: 6, at: second + 4)
+                bytes.put(le64: 0, at: second + 8)
+                bytes.put(le64: 0xffff_ffff_ffff_f000, at: second + 16)
+                bytes.put(le64: UInt64.max, at: second + 32)
+            }
+        ),
+        (
+            "load-segment-absurd.elf",
+            corrupted { bytes, layout in
+                bytes.put(le64: UInt64.max - 5, at: layout.programHeaders + 8)
+                bytes.put(le64: UInt64.max, at: layout.programHeaders + 16)
+                bytes.put(le64: UInt64.max, at: layout.programHeaders + 32)
+            }
+        ),
         ("note-huge-namesz.elf", corrupted { bytes, layout in bytes.put(le32: 0xffff_fff0, at: layout.note) }),
         ("note-huge-descsz.elf", corrupted { bytes, layout in bytes.put(le32: 0xffff_ffff, at: layout.note + 4) }),
-        ("note-segment-past-eof.elf", corrupted { bytes, layout in
-            bytes.put(le64: UInt64.max - 100, at: layout.programHeaders + 56 + 8)
-        }),
-        ("debuglink-unterminated.elf", corrupted { bytes, layout in
-            for offset in layout.debugLink..<layout.sectionHeaders { bytes[offset] = 0x42 }
-        }),
+        (
+            "note-segment-past-eof.elf",
+            corrupted { bytes, layout in
+                bytes.put(le64: UInt64.max - 100, at: layout.programHeaders + 56 + 8)
+            }
+        ),
+        (
+            "debuglink-unterminated.elf",
+            corrupted { bytes, layout in
+                for offset in layout.debugLink..<layout.sectionHeaders { bytes[offset] = 0x42 }
+            }
+        ),
     ]
 
     @Test func cleanSyntheticFileParses() throws {
@@ -189,7 +226,9 @@ import Testing
         #expect(overlapping.loadSegments.count == 2)
         // Both segments hold offset 0x210; the executable one wins.
         #expect(overlapping.virtualAddress(forFileOffset: 0x210) == 0x210)
-        #expect(overlapping.virtualAddress(ofRuntimeAddress: 0x7000_0210, mappingStart: 0x7000_0000, mappingOffset: 0) == 0x210)
+        #expect(
+            overlapping.virtualAddress(ofRuntimeAddress: 0x7000_0210, mappingStart: 0x7000_0000, mappingOffset: 0)
+                == 0x210)
 
         let absurd = try file("load-segment-absurd.elf")
         #expect(absurd.virtualAddress(forFileOffset: UInt64.max - 1) == nil)

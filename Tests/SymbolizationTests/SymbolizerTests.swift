@@ -287,7 +287,9 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         let write = try #require(nm.first { $0.name == "write" })
         let writeNames = Set(nm.filter { $0.address == write.address }.map(\.name))
         let runtime = { (base: UInt64) in base + (write.address - text.virtualAddress + text.offset - pageOffset) + 1 }
-        let frames = symbolizer.symbolize(sample(pid: 77, user: [runtime(0x7f00_0000_0000), runtime(0x7f10_0000_0000)])).frames
+        let frames = symbolizer.symbolize(
+            sample(pid: 77, user: [runtime(0x7f00_0000_0000), runtime(0x7f10_0000_0000)])
+        ).frames
         #expect(frames[0].function.map(writeNames.contains) == true)
         #expect(frames[0].module?.buildID == libc.buildID?.hexString)
         #expect(frames[1].function == nil)
@@ -314,7 +316,8 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
             let base = 0x7f00_0000_0000 + UInt64(index) * 0x10_0000_0000
             let device = "\(String(status.deviceMajor, radix: 16)):\(String(status.deviceMinor, radix: 16))"
             lines.append(
-                "\(String(base, radix: 16))-\(String(base + 0x40_0000, radix: 16)) r-xp \(String(pageOffset, radix: 16)) \(device) \(status.inode) \(path)")
+                "\(String(base, radix: 16))-\(String(base + 0x40_0000, radix: 16)) r-xp \(String(pageOffset, radix: 16)) \(device) \(status.inode) \(path)"
+            )
             let symbol = try #require(file.symbolTable().allSymbols().first { $0.name == symbolName })
             addresses.append(base + (symbol.address - text.virtualAddress + text.offset - pageOffset) + 1)
         }
@@ -357,7 +360,9 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         let executableAddress = try fakeProcess(
             mapping: [program.executable], symbolName: "executable_function", in: directory)[0]
         symbolizer.forget(pid: 88)
-        #expect(symbolizer.symbolize(sample(pid: 88, user: [executableAddress])).frames[0].function == "executable_function")
+        #expect(
+            symbolizer.symbolize(sample(pid: 88, user: [executableAddress])).frames[0].function == "executable_function"
+        )
         #expect(symbolizer.statistics.openELFFiles == 1)
         #expect(symbolizer.statistics.elfFilesEvicted == 1)
         _ = try fakeProcess(mapping: [libcPath], symbolName: "malloc", in: directory)

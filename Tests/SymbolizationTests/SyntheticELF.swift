@@ -121,12 +121,18 @@ struct SyntheticELF {
         }
         bytes.append(contentsOf: [UInt8](repeating: 0, count: 64))
         section(1, type: 1, flags: 6, address: base, offset: 0, size: Int(textSize), alignment: 16)
-        section(2, type: 7, flags: 2, address: base + UInt64(layout.note), offset: layout.note, size: noteSize, alignment: 4)
-        section(3, type: 2, flags: 0, address: 0, offset: layout.symbols, size: symbolsSize, link: 4, info: 1, alignment: 8, entrySize: 24)
+        section(
+            2, type: 7, flags: 2, address: base + UInt64(layout.note), offset: layout.note, size: noteSize, alignment: 4
+        )
+        section(
+            3, type: 2, flags: 0, address: 0, offset: layout.symbols, size: symbolsSize, link: 4, info: 1, alignment: 8,
+            entrySize: 24)
         section(4, type: 3, flags: 0, address: 0, offset: layout.strings, size: stringsSize)
         section(5, type: 3, flags: 0, address: 0, offset: layout.sectionNames, size: sectionNamesSize)
         section(6, type: 1, flags: 0, address: 0, offset: layout.debugLink, size: debugLinkSize, alignment: 4)
-        if bytes.count < Int(textSize) { bytes.append(contentsOf: [UInt8](repeating: 0xcc, count: Int(textSize) - bytes.count)) }
+        if bytes.count < Int(textSize) {
+            bytes.append(contentsOf: [UInt8](repeating: 0xcc, count: Int(textSize) - bytes.count))
+        }
 
         // ELF header.
         bytes.replace(at: 0, with: [0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0])
@@ -167,18 +173,30 @@ struct SyntheticELF {
 }
 
 extension Array where Element == UInt8 {
-    mutating func append(le16 value: UInt16) { append(contentsOf: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) }) }
-    mutating func append(le32 value: UInt32) { append(contentsOf: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) }) }
-    mutating func append(le64 value: UInt64) { append(contentsOf: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) }) }
+    mutating func append(le16 value: UInt16) {
+        append(contentsOf: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) })
+    }
+    mutating func append(le32 value: UInt32) {
+        append(contentsOf: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) })
+    }
+    mutating func append(le64 value: UInt64) {
+        append(contentsOf: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) })
+    }
     mutating func pad(to alignment: Int) {
         while count % alignment != 0 { append(0) }
     }
     mutating func replace(at offset: Int, with bytes: [UInt8]) {
         for (index, byte) in bytes.enumerated() where offset + index < count { self[offset + index] = byte }
     }
-    mutating func put(le16 value: UInt16, at offset: Int) { replace(at: offset, with: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) }) }
-    mutating func put(le32 value: UInt32, at offset: Int) { replace(at: offset, with: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) }) }
-    mutating func put(le64 value: UInt64, at offset: Int) { replace(at: offset, with: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) }) }
+    mutating func put(le16 value: UInt16, at offset: Int) {
+        replace(at: offset, with: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) })
+    }
+    mutating func put(le32 value: UInt32, at offset: Int) {
+        replace(at: offset, with: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) })
+    }
+    mutating func put(le64 value: UInt64, at offset: Int) {
+        replace(at: offset, with: Swift.withUnsafeBytes(of: value.littleEndian) { Array($0) })
+    }
 }
 
 /// Calls every reader entry point on `file`; the tests' and the fuzzer's notion of "use".
