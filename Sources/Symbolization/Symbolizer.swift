@@ -362,13 +362,12 @@ public final class Symbolizer {
 
     private func loadedFile(for mapping: MemoryMapping, pid: Int32) -> LoadedFile? {
         let key = MappedFileKey(mapping)
-        let now = monotonicNanoseconds()
         var alive: Bool? = nil
         switch mappedFiles[key] {
         case .loaded(let identity):
             if let file = files[identity] { return file }
         case .failed(let failedAt, let whileAlive):
-            if now &- failedAt < fileFailureRetryNanos {
+            if monotonicNanoseconds() &- failedAt < fileFailureRetryNanos {
                 // A failure seen for an exited process may succeed through a live one.
                 if whileAlive { return nil }
                 alive = isAlive(pid: pid)
@@ -395,7 +394,7 @@ public final class Symbolizer {
         } catch {
             counters.elfFileErrors += 1
             counters.lastELFError = error.description
-            mappedFiles[key] = .failed(atNanos: now, whileAlive: processAlive)
+            mappedFiles[key] = .failed(atNanos: monotonicNanoseconds(), whileAlive: processAlive)
             return nil
         }
     }
