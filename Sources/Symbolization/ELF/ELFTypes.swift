@@ -130,6 +130,11 @@ public struct ELFBuildID: Hashable, Sendable, CustomStringConvertible {
 public struct ELFDebugLink: Hashable, Sendable {
     public var fileName: String
     public var crc32: UInt32
+
+    public init(fileName: String, crc32: UInt32) {
+        self.fileName = fileName
+        self.crc32 = crc32
+    }
 }
 
 /// What `fstat` said about a mapped file: the identity used when there is no build id, and
