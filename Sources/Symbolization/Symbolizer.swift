@@ -8,6 +8,12 @@ public struct SymbolizerStatistics: Sendable, Hashable {
     public var framesSymbolized = 0
     /// Frames left without a function name.
     public var framesUnsymbolized = 0
+    /// Frames cut off a user stack because a return address lay outside every executable
+    /// mapping: the frame-pointer chain had left the stack (code built without frame
+    /// pointers), so that address and everything after it were not frames.
+    public var framesDiscarded = 0
+    /// User stacks cut that way.
+    public var stacksCut = 0
     /// Kernel frames among ``framesSymbolized``.
     public var kernelFramesSymbolized = 0
     /// Processes whose maps could not be read when first needed (exited before `observe`).
@@ -217,13 +223,26 @@ public final class Symbolizer {
             }
             let frame: Frame
             if let mapping {
+                if index > 0, !mapping.permissions.contains(.execute) {
+                    cut(sample.userStack.count - index)
+                    return
+                }
                 frame = userFrame(address: address, lookup: lookup, mapping: mapping, pid: pid)
+            } else if index > 0 {
+                // A return address in no mapping at all: the same broken chain.
+                cut(sample.userStack.count - index)
+                return
             } else {
                 frame = Frame(kind: .native, address: address, function: nil, module: nil)
             }
             count(frame.function != nil, kernel: false)
             frames.append(frame)
         }
+    }
+
+    private func cut(_ discarded: Int) {
+        counters.stacksCut += 1
+        counters.framesDiscarded += discarded
     }
 
     private static func mapping(containing address: UInt64, in snapshot: ProcessSnapshot)

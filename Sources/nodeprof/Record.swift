@@ -130,6 +130,10 @@ struct Summary {
             let pct = 100 * Double(s.framesUnsymbolized) / Double(frames)
             parts.append(String(format: "unsymbolized frames %.1f%%", pct))
         }
+        if s.stacksCut > 0 {
+            // Frame-pointer walks through code built without frame pointers.
+            parts.append("\(s.stacksCut) stacks cut at a broken frame-pointer chain")
+        }
         if result.stoppedEarly { parts.append("stopped early") }
         return parts.joined(separator: "; ")
     }

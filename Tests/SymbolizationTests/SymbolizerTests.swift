@@ -302,6 +302,37 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         #expect(statistics.openELFFiles == 1)
     }
 
+    /// A return address outside every executable mapping means the frame-pointer chain broke:
+    /// the stack is cut there and the cut frames are counted, not reported as frames.
+    @Test func brokenFramePointerChainIsCut() throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let addresses = try fakeProcess(mapping: [libcPath], symbolName: "malloc", in: directory)
+        let libcAddress = try #require(addresses.first)
+        let maps = try String(contentsOfFile: directory.file("88/maps"), encoding: .utf8)
+        try (maps + "\n5600000000-5600100000 rw-p 00000000 00:00 0 [heap]\n")
+            .write(toFile: directory.file("88/maps"), atomically: true, encoding: .utf8)
+        let symbolizer = Symbolizer(procRoot: directory.path)
+        symbolizer.observe(pid: 88)
+
+        // leaf in libc, return address into the heap (not executable), then garbage
+        let intoHeap = symbolizer.symbolize(sample(pid: 88, user: [libcAddress, 0x56_0000_1000, libcAddress, 0x3]))
+        #expect(intoHeap.frames.count == 1)
+        #expect(intoHeap.frames.first?.function != nil)
+        // two good frames, then an address in no mapping at all
+        let unmapped = symbolizer.symbolize(sample(pid: 88, user: [libcAddress, libcAddress, 0x3, libcAddress]))
+        #expect(unmapped.frames.count == 2)
+        // a leaf outside any mapping (JIT code torn down, say) is kept, unsymbolized
+        let oddLeaf = symbolizer.symbolize(sample(pid: 88, user: [0x3, libcAddress]))
+        #expect(oddLeaf.frames.count == 2)
+        #expect(oddLeaf.frames[0].function == nil && oddLeaf.frames[1].function != nil)
+
+        let statistics = symbolizer.statistics
+        #expect(statistics.stacksCut == 2)
+        #expect(statistics.framesDiscarded == 3 + 2)
+        #expect(statistics.framesUnsymbolized == 1)
+    }
+
     /// A fake procfs whose process 88 maps the text segment of each file in `paths` at
     /// 0x7f0000000000, 0x7f1000000000, ...; returns the runtime address of `symbolName + 1`
     /// in each mapping.
