@@ -41,7 +41,9 @@ struct Record: ParsableCommand {
     @Flag(help: "Keep samples of the idle task (swapper) instead of dropping and counting them.")
     var includeIdle = false
 
-    @Option(help: ArgumentHelp("Ring buffer size in MiB between the kernel and nodeprof (a power of two).", valueName: "MiB"))
+    @Option(
+        name: .customLong("ring-buffer-mib"),
+        help: ArgumentHelp("Ring buffer size in MiB between the kernel and nodeprof (a power of two).", valueName: "MiB"))
     var ringBufferMiB: UInt32 = 4
 
     func validate() throws {
@@ -77,7 +79,12 @@ struct Record: ParsableCommand {
         profile.comments.insert("nodeprof record " + CommandLine.arguments.dropFirst(2).joined(separator: " "), at: 0)
 
         Terminal.status(Summary(result: result).text)
-        if top > 0 {
+        if profile.sampleCount == 0 {
+            Terminal.status(
+                pids.isEmpty
+                    ? "no samples: nothing but the idle task ran (--include-idle keeps idle samples)"
+                    : "no samples: the selected processes did not run on a CPU while recording")
+        } else if top > 0 {
             print(TopFunctions(profile: profile, limit: top).render())
         }
         if let output, let format {
