@@ -16,39 +16,39 @@
 #define NODEPROF_RECORD_VERSION 1
 
 /* nodeprof_sample.flags */
-#define NODEPROF_FLAG_KSTACK_FAILED 0x1u /* bpf_get_stack for the kernel stack returned < 0 */
-#define NODEPROF_FLAG_USTACK_FAILED 0x2u /* user stack walk failed */
+#define NODEPROF_FLAG_KSTACK_FAILED 0x1u    /* bpf_get_stack for the kernel stack returned < 0 */
+#define NODEPROF_FLAG_USTACK_FAILED 0x2u    /* user stack walk failed */
 #define NODEPROF_FLAG_USTACK_TRUNCATED 0x4u /* user stack filled the buffer */
 #define NODEPROF_FLAG_KSTACK_TRUNCATED 0x8u /* kernel stack filled the buffer */
-#define NODEPROF_FLAG_KERNEL_THREAD 0x10u /* task is a kernel thread: no user stack */
+#define NODEPROF_FLAG_KERNEL_THREAD 0x10u   /* task is a kernel thread: no user stack */
 
 /* One sample. The BPF program builds it in a per-CPU scratch slot and writes only the used
  * part into the ring buffer: the header up to `frames`, then kernel_stack_len kernel
  * frames followed by user_stack_len user frames, each stack leaf first. */
 struct nodeprof_sample {
-	__u32 version; /* NODEPROF_RECORD_VERSION */
-	__u32 flags; /* NODEPROF_FLAG_* */
+	__u32 version;	    /* NODEPROF_RECORD_VERSION */
+	__u32 flags;	    /* NODEPROF_FLAG_* */
 	__u64 timestamp_ns; /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
-	__u64 cgroup_id; /* cgroup v2 id of the task */
-	__u32 pid; /* tgid */
-	__u32 tid; /* kernel pid of the thread */
+	__u64 cgroup_id;    /* cgroup v2 id of the task */
+	__u32 pid;	    /* tgid */
+	__u32 tid;	    /* kernel pid of the thread */
 	__u32 cpu;
 	__u32 kernel_stack_len; /* frames valid in kernel_stack */
-	__u32 user_stack_len; /* frames valid in user_stack */
+	__u32 user_stack_len;	/* frames valid in user_stack */
 	__u32 reserved;
 	char comm[16];
 	__u64 frames[2 * NODEPROF_MAX_STACK_DEPTH];
 };
 
 /* Bytes of a record holding `frame_count` frames. */
-#define NODEPROF_SAMPLE_SIZE(frame_count) \
+#define NODEPROF_SAMPLE_SIZE(frame_count)                                                          \
 	(__builtin_offsetof(struct nodeprof_sample, frames) + (frame_count) * sizeof(__u64))
 
 /* Indexes into the per-CPU "counters" array map. Every sample lands in exactly one of
  * SUBMITTED, IDLE_DROPPED, FILTERED_OUT, RINGBUF_FULL; the rest count stack problems. */
 enum nodeprof_counter {
-	NODEPROF_COUNTER_SEEN = 0, /* program invocations */
-	NODEPROF_COUNTER_SUBMITTED, /* records written to the ring buffer */
+	NODEPROF_COUNTER_SEEN = 0,     /* program invocations */
+	NODEPROF_COUNTER_SUBMITTED,    /* records written to the ring buffer */
 	NODEPROF_COUNTER_IDLE_DROPPED, /* idle task samples dropped (config.drop_idle) */
 	NODEPROF_COUNTER_FILTERED_OUT, /* not one of the selected processes */
 	NODEPROF_COUNTER_RINGBUF_FULL, /* lost: the ring buffer had no room */
@@ -59,7 +59,7 @@ enum nodeprof_counter {
 
 /* Read-only configuration, set in .rodata before the program is loaded. */
 struct nodeprof_config {
-	__u32 drop_idle; /* non-zero: drop samples of the idle task (pid 0) */
+	__u32 drop_idle;   /* non-zero: drop samples of the idle task (pid 0) */
 	__u32 filter_pids; /* non-zero: only sample tgids present in the "selected_pids" map */
 	/* Wake the reader only once this many bytes wait in the ring buffer. A wakeup is an
 	 * irq_work self-IPI (a VM exit under virtualization) costing microseconds per sample;

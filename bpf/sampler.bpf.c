@@ -27,7 +27,6 @@ const volatile struct nodeprof_config nodeprof_config = {
 	.wakeup_bytes = 0,
 };
 
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by user space before load */
@@ -121,8 +120,10 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
 	if (BPF_CORE_READ(task, flags) & NODEPROF_PF_KTHREAD) {
 		sample->flags |= NODEPROF_FLAG_KERNEL_THREAD;
-	} else if (nodeprof_unwind_user(ctx, sample, &sample->frames[kernel_len & NODEPROF_MAX_STACK_DEPTH]) < 0) {
-		count(NODEPROF_COUNTER_USTACK_FAILED);
+	} else {
+		__u64 *user_frames = &sample->frames[kernel_len & NODEPROF_MAX_STACK_DEPTH];
+		if (nodeprof_unwind_user(ctx, sample, user_frames) < 0)
+			count(NODEPROF_COUNTER_USTACK_FAILED);
 	}
 
 	__u32 frame_count = (kernel_len & NODEPROF_MAX_STACK_DEPTH) +
@@ -131,7 +132,8 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	if (size > sizeof(*sample))
 		return 0; /* unreachable: both lengths are at most NODEPROF_MAX_STACK_DEPTH */
 	__u64 pending = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA);
-	__u64 wakeup = pending >= nodeprof_config.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	__u64 wakeup =
+		pending >= nodeprof_config.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	if (bpf_ringbuf_output(&samples, sample, size, wakeup) != 0) {
 		count(NODEPROF_COUNTER_RINGBUF_FULL);
 		return 0;

@@ -97,7 +97,8 @@ static __always_inline void nodeprof_walk_frame_pointers(struct bpf_perf_event_d
 		if (copy && offset + sizeof(record) <= copied) {
 			__u64 word = (offset / 8) & (NODEPROF_STACK_COPY_WORDS - 1);
 			if (word + 1 >= NODEPROF_STACK_COPY_WORDS)
-				break; /* cannot happen given the check above; keeps the verifier sure */
+				break; /* cannot happen given the check above; keeps the verifier
+					  sure */
 			record.next_fp = copy->words[word];
 			record.return_address = copy->words[word + 1];
 		} else if (bpf_probe_read_user(&record, sizeof(record), (void *)fp) != 0) {

@@ -1,8 +1,8 @@
+import Glibc
 public import NodeprofCore
 public import Profiles
 public import Sampling
 public import Symbolization
-import Glibc
 import Synchronization
 
 /// A stop request that any thread or signal handler can raise.
@@ -77,8 +77,10 @@ public final class Recording {
             if now - lastReport >= 1 {
                 lastReport = now
                 let lost = (try? sampler.counters().lostRingBufferFull) ?? 0
-                progress(.init(elapsedSeconds: now - started, plannedSeconds: durationSeconds,
-                               samples: profile.sampleCount, processes: seenProcesses.count, lost: lost))
+                progress(
+                    .init(
+                        elapsedSeconds: now - started, plannedSeconds: durationSeconds,
+                        samples: profile.sampleCount, processes: seenProcesses.count, lost: lost))
             }
         }
         // Samples already in the ring buffer belong to the recording window: drain them.
@@ -90,8 +92,9 @@ public final class Recording {
         profile.recordDrops(counters.malformedRecords, reason: "malformed records")
         profile.comments.append("idle samples dropped: \(counters.idleDropped)")
         let stats = symbolizer.statistics
-        return RecordingResult(profile: profile, counters: counters, symbolization: stats,
-                               stoppedEarly: stop.isStopped)
+        return RecordingResult(
+            profile: profile, counters: counters, symbolization: stats,
+            stoppedEarly: stop.isStopped)
     }
 
     static func monotonicSeconds() -> Double {

@@ -48,7 +48,8 @@ static int nodeprof_libbpf_print(enum libbpf_print_level level, const char *form
 	if (nodeprof_libbpf_log_len + len >= sizeof(nodeprof_libbpf_log)) {
 		/* keep the newest text: drop the oldest half */
 		size_t keep = nodeprof_libbpf_log_len / 2;
-		memmove(nodeprof_libbpf_log, nodeprof_libbpf_log + nodeprof_libbpf_log_len - keep, keep);
+		memmove(nodeprof_libbpf_log, nodeprof_libbpf_log + nodeprof_libbpf_log_len - keep,
+			keep);
 		nodeprof_libbpf_log_len = keep;
 	}
 	memcpy(nodeprof_libbpf_log + nodeprof_libbpf_log_len, line, len);
@@ -136,7 +137,8 @@ int nodeprof_sampler_open(const struct nodeprof_config *config, uint32_t ringbuf
 		goto fail;
 	}
 	size_t rodata_size = 0;
-	/* libbpf 1.1 returns const; the buffer is ours to fill until load (libbpf >= 1.2 drops the const). */
+	/* libbpf 1.1 returns const; the buffer is ours to fill until load (libbpf >= 1.2 drops the
+	 * const). */
 	void *initial = (void *)(uintptr_t)bpf_map__initial_value(rodata, &rodata_size);
 	long offset = nodeprof_rodata_offset(sampler->object, "nodeprof_config", sizeof(*config));
 	if (!initial || offset < 0 || (size_t)offset + sizeof(*config) > rodata_size) {
@@ -211,7 +213,8 @@ int nodeprof_sampler_set_consumer(struct nodeprof_sampler *sampler, nodeprof_sam
 	struct bpf_map *samples = bpf_object__find_map_by_name(sampler->object, "samples");
 	if (!samples)
 		return -ENOENT;
-	sampler->ring = ring_buffer__new(bpf_map__fd(samples), nodeprof_ring_callback, sampler, NULL);
+	sampler->ring =
+		ring_buffer__new(bpf_map__fd(samples), nodeprof_ring_callback, sampler, NULL);
 	if (!sampler->ring)
 		return -errno;
 	return 0;

@@ -290,8 +290,7 @@ struct PprofBuilder {
         return label
     }
 
-    private mutating func valueType(_ type: String, _ unit: String) -> Perftools_Profiles_ValueType
-    {
+    private mutating func valueType(_ type: String, _ unit: String) -> Perftools_Profiles_ValueType {
         var valueType = Perftools_Profiles_ValueType()
         valueType.type = strings.index(of: type)
         valueType.unit = strings.index(of: unit)

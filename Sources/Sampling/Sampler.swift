@@ -1,6 +1,6 @@
-public import NodeprofCore
 import CSampling
 import Glibc
+public import NodeprofCore
 
 /// What to sample and how.
 public struct SamplerConfiguration: Sendable {
@@ -189,7 +189,8 @@ public final class Sampler {
         }
         if let max = maxSampleRate(), configuration.frequency > UInt64(max) {
             throw .invalidConfiguration(
-                "sampling frequency \(configuration.frequency) Hz exceeds kernel.perf_event_max_sample_rate (\(max)); lower --frequency or raise the sysctl")
+                "sampling frequency \(configuration.frequency) Hz exceeds kernel.perf_event_max_sample_rate (\(max)); lower --frequency or raise the sysctl"
+            )
         }
         let size = configuration.ringBufferBytes
         guard size >= 4096, size & (size - 1) == 0 else {

@@ -20,16 +20,20 @@ public enum SamplerError: Error, CustomStringConvertible, Sendable {
         case .notPermitted(let operation):
             return "\(operation): permission denied; run as root (sudo) or grant CAP_BPF and CAP_PERFMON"
         case .kernelWithoutBTF:
-            return "the kernel has no BTF (/sys/kernel/btf/vmlinux is missing); use a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.10 or later)"
+            return
+                "the kernel has no BTF (/sys/kernel/btf/vmlinux is missing); use a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.10 or later)"
         case .perfEventOpen(let cpu, let code, let frequency):
             let name = errnoName(code)
             switch code {
             case EACCES, EPERM:
-                return "cannot open perf event on CPU \(cpu): \(name); run as root or grant CAP_PERFMON, or lower kernel.perf_event_paranoid"
+                return
+                    "cannot open perf event on CPU \(cpu): \(name); run as root or grant CAP_PERFMON, or lower kernel.perf_event_paranoid"
             case EINVAL:
-                return "cannot open perf event on CPU \(cpu) at \(frequency) Hz: \(name); the frequency may exceed kernel.perf_event_max_sample_rate (\(maxSampleRate().map(String.init) ?? "unknown")): lower --frequency"
+                return
+                    "cannot open perf event on CPU \(cpu) at \(frequency) Hz: \(name); the frequency may exceed kernel.perf_event_max_sample_rate (\(maxSampleRate().map(String.init) ?? "unknown")): lower --frequency"
             case ENOENT, EOPNOTSUPP, ENODEV:
-                return "cannot open perf event on CPU \(cpu): \(name); this kernel or VM does not offer the cpu-clock software event"
+                return
+                    "cannot open perf event on CPU \(cpu): \(name); this kernel or VM does not offer the cpu-clock software event"
             case EMFILE, ENFILE:
                 return "cannot open perf event on CPU \(cpu): \(name); raise the open-file limit (ulimit -n)"
             default:
@@ -41,7 +45,8 @@ public enum SamplerError: Error, CustomStringConvertible, Sendable {
             case EPERM, EACCES:
                 hint = "run as root (sudo) or grant CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE"
             case ENOMEM:
-                hint = "the kernel refused memory for BPF maps; raise the memlock limit (ulimit -l unlimited) or lower --ring-buffer-size"
+                hint =
+                    "the kernel refused memory for BPF maps; raise the memlock limit (ulimit -l unlimited) or lower --ring-buffer-size"
             default:
                 hint = "the kernel rejected the sampler program (kernel 5.10 or later with BTF is required)"
             }

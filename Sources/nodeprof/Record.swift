@@ -32,7 +32,9 @@ struct Record: ParsableCommand {
     @Option(name: .customLong("pid"), help: "Record only this process (repeatable). Default: the whole machine.")
     var pids: [Int32] = []
 
-    @Option(help: ArgumentHelp("Write the profile to FILE; the extension picks the format (.pb.gz = pprof).", valueName: "FILE"))
+    @Option(
+        help: ArgumentHelp(
+            "Write the profile to FILE; the extension picks the format (.pb.gz = pprof).", valueName: "FILE"))
     var output: String?
 
     @Option(help: "Rows in the top-functions table (0 prints none).")
@@ -43,7 +45,8 @@ struct Record: ParsableCommand {
 
     @Option(
         name: .customLong("ring-buffer-mib"),
-        help: ArgumentHelp("Ring buffer size in MiB between the kernel and nodeprof (a power of two).", valueName: "MiB"))
+        help: ArgumentHelp(
+            "Ring buffer size in MiB between the kernel and nodeprof (a power of two).", valueName: "MiB"))
     var ringBufferMiB: UInt32 = 4
 
     func validate() throws {
@@ -128,7 +131,9 @@ struct Summary {
         let s = result.symbolization
         let seconds = Double(result.profile.durationNanos) / 1e9
         let processes = Set(result.profile.samples.map(\.pid)).count
-        var parts = ["recorded \(result.profile.sampleCount) samples of \(processes) processes in \(String(format: "%.1f", seconds)) s"]
+        var parts = [
+            "recorded \(result.profile.sampleCount) samples of \(processes) processes in \(String(format: "%.1f", seconds)) s"
+        ]
         parts.append("lost \(c.lostRingBufferFull) (ring buffer full)")
         if c.malformedRecords > 0 { parts.append("malformed \(c.malformedRecords)") }
         parts.append("idle dropped \(c.idleDropped)")

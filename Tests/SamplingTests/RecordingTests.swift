@@ -53,7 +53,9 @@ struct RecordingTests {
             guard user.first == "spin", let main = user.firstIndex(of: "main") else { return false }
             return user[1..<main].count == 40 && user[1..<main].allSatisfy { $0 == "descend" }
         }
-        #expect(Double(complete.count) >= 0.9 * Double(samples.count), "spin <- 40 x descend <- main in \(complete.count)/\(samples.count)")
+        #expect(
+            Double(complete.count) >= 0.9 * Double(samples.count),
+            "spin <- 40 x descend <- main in \(complete.count)/\(samples.count)")
     }
 
     /// A process living in read(2) shows kernel frames symbolized from /proc/kallsyms.
@@ -66,10 +68,14 @@ struct RecordingTests {
         let samples = result.profile.samples
         try #require(samples.count > 200)
         let withKernel = samples.filter { $0.frames.contains { $0.kind == .kernel } }
-        #expect(Double(withKernel.count) >= 0.5 * Double(samples.count), "kernel frames in \(withKernel.count)/\(samples.count)")
+        #expect(
+            Double(withKernel.count) >= 0.5 * Double(samples.count),
+            "kernel frames in \(withKernel.count)/\(samples.count)")
         let kernelNames = Set(withKernel.flatMap { $0.frames.filter { $0.kind == .kernel }.compactMap(\.function) })
         let readPath = ["vfs_read", "ksys_read", "__x64_sys_read", "read_iter_zero", "read_zero"]
-        #expect(readPath.contains { kernelNames.contains($0) }, "expected the read(2) path among \(kernelNames.sorted().prefix(30))")
+        #expect(
+            readPath.contains { kernelNames.contains($0) },
+            "expected the read(2) path among \(kernelNames.sorted().prefix(30))")
         // Kernel frames come first (leaf first), then the user frames of the same sample.
         for sample in withKernel.prefix(50) {
             let kinds = sample.frames.map(\.kind)
@@ -84,10 +90,14 @@ struct RecordingTests {
         let fromRegisters = withKernel.filter { sample in
             sample.frames.first { $0.kind == .native }?.function.map(wrappers.contains) ?? false
         }
-        #expect(Double(fromRegisters.count) >= 0.9 * Double(withKernel.count), "user leaf is read(2) in \(fromRegisters.count)/\(withKernel.count)")
+        #expect(
+            Double(fromRegisters.count) >= 0.9 * Double(withKernel.count),
+            "user leaf is read(2) in \(fromRegisters.count)/\(withKernel.count)")
         let kernelFrames = withKernel.flatMap { $0.frames.filter { $0.kind == .kernel } }
         let symbolized = kernelFrames.filter(\.isSymbolized).count
-        #expect(Double(symbolized) >= 0.99 * Double(kernelFrames.count), "kernel frames symbolized: \(symbolized)/\(kernelFrames.count)")
+        #expect(
+            Double(symbolized) >= 0.99 * Double(kernelFrames.count),
+            "kernel frames symbolized: \(symbolized)/\(kernelFrames.count)")
     }
 
     /// The CLI end to end: record a PID, print the table, write pprof that go tool pprof reads.
@@ -97,7 +107,11 @@ struct RecordingTests {
         let workload = try ChildProcess(try buildCallTreeWorkload(in: dir))
         let output = dir.file("cpu.pb.gz")
         let run = try runProgramCapturing(
-            nodeprof, ["record", "--pid", "\(workload.pid)", "--duration", "3s", "--frequency", "499", "--output", output, "--top", "5"])
+            nodeprof,
+            [
+                "record", "--pid", "\(workload.pid)", "--duration", "3s", "--frequency", "499", "--output", output,
+                "--top", "5",
+            ])
         workload.kill()
         #expect(run.status == 0, "nodeprof record failed: \(run.stderr)")
         #expect(run.stdout.contains("leaf_a") && run.stdout.contains("leaf_b"), "top table:\n\(run.stdout)")
@@ -153,7 +167,11 @@ struct RecordingTests {
 
         // Drop root: the privilege check must say what to do, not crash in libbpf.
         let unprivileged = try runProgramCapturing(
-            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", nodeprof, "record", "--duration", "1s"])
+            "/usr/bin/setpriv",
+            [
+                "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", nodeprof, "record", "--duration",
+                "1s",
+            ])
         #expect(unprivileged.status != 0)
         #expect(unprivileged.stderr.contains("run as root"), "\(unprivileged.stderr)")
     }

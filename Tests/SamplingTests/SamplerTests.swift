@@ -26,7 +26,9 @@ struct SamplerTests {
         #expect(samples.allSatisfy { $0.pid == workload.pid && $0.tid == workload.pid })
         #expect(samples.allSatisfy { $0.threadName == "calltree" })
         let withUser = samples.filter { $0.userStack.count >= 3 }
-        #expect(Double(withUser.count) >= 0.9 * Double(samples.count), "user stacks with >= 3 frames: \(withUser.count)/\(samples.count)")
+        #expect(
+            Double(withUser.count) >= 0.9 * Double(samples.count),
+            "user stacks with >= 3 frames: \(withUser.count)/\(samples.count)")
         #expect(counters.filteredOut > 0, "other processes (this test) should be filtered out")
         #expect(counters.received == UInt64(samples.count))
         #expect(counters.malformedRecords == 0)

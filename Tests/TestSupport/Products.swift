@@ -20,7 +20,9 @@ public struct ProgramResult {
 }
 
 /// Runs a program and returns its exit status and both outputs, whatever the status.
-public func runProgramCapturing(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProgramResult {
+public func runProgramCapturing(_ executable: String, _ arguments: [String], environment: [String: String]? = nil)
+    throws -> ProgramResult
+{
     let dir = try TemporaryDirectory()
     let outPath = dir.file("stdout")
     let errPath = dir.file("stderr")
