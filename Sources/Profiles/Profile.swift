@@ -14,7 +14,9 @@ public struct Profile: Sendable {
     /// Sampling frequency per CPU, in Hz (samples per second of on-CPU time).
     public let frequencyHz: UInt64
     /// Samples in the order they were added.
-    public private(set) var samples: [SymbolizedSample] = []
+    public var samples: Samples { Samples(store: store) }
+    /// Interned storage: each distinct stack and name is kept once, a sample is ~40 bytes.
+    private var store = SampleStore()
     /// Samples that never made it into ``samples``, by reason.
     public private(set) var drops: [DropCount] = []
     /// Free-form notes carried into the encoded profile (pprof comments), such as the
@@ -38,7 +40,10 @@ public struct Profile: Sendable {
     public var periodNanos: UInt64 { 1_000_000_000 / frequencyHz }
 
     /// Number of samples added.
-    public var sampleCount: Int { samples.count }
+    public var sampleCount: Int { store.records.count }
+
+    /// Number of distinct stacks among the samples.
+    public var distinctStackCount: Int { store.stacks.count }
 
     /// Number of samples dropped, over all reasons.
     public var droppedCount: UInt64 {
@@ -47,7 +52,7 @@ public struct Profile: Sendable {
 
     /// Adds one sample.
     public mutating func add(_ sample: SymbolizedSample) {
-        samples.append(sample)
+        store.add(sample)
     }
 
     /// Counts `count` samples lost for `reason` ("ring buffer full", "no stack").
@@ -77,5 +82,68 @@ public struct DropCount: Sendable, Hashable {
     public init(reason: String, count: UInt64) {
         self.reason = reason
         self.count = count
+    }
+}
+
+extension Profile {
+    /// The samples of a profile, rebuilt from interned storage on access.
+    public struct Samples: RandomAccessCollection, Sendable {
+        fileprivate let store: SampleStore
+
+        public var startIndex: Int { 0 }
+        public var endIndex: Int { store.records.count }
+
+        public subscript(position: Int) -> SymbolizedSample {
+            let record = store.records[position]
+            return SymbolizedSample(
+                pid: record.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
+                processName: record.processName < 0 ? nil : store.strings[Int(record.processName)],
+                cgroupID: record.cgroupID, timestampNanos: record.timestampNanos,
+                frames: store.stacks[Int(record.stack)])
+        }
+    }
+}
+
+/// Samples with their stacks and names interned: a long recording repeats the same few
+/// thousand stacks, so memory grows by one small record per sample.
+private struct SampleStore: Sendable {
+    struct Record: Sendable {
+        var timestampNanos: UInt64
+        var cgroupID: UInt64
+        var pid: Int32
+        var tid: Int32
+        var stack: Int32
+        var threadName: Int32
+        var processName: Int32  // -1: unknown
+    }
+
+    var records: [Record] = []
+    var stacks: [[Frame]] = []
+    var stackIndex: [[Frame]: Int32] = [:]
+    var strings: [String] = []
+    var stringIndex: [String: Int32] = [:]
+
+    mutating func add(_ sample: SymbolizedSample) {
+        records.append(
+            Record(
+                timestampNanos: sample.timestampNanos, cgroupID: sample.cgroupID, pid: sample.pid,
+                tid: sample.tid, stack: intern(stack: sample.frames), threadName: intern(sample.threadName),
+                processName: sample.processName.map { intern($0) } ?? -1))
+    }
+
+    private mutating func intern(stack: [Frame]) -> Int32 {
+        if let index = stackIndex[stack] { return index }
+        let index = Int32(stacks.count)
+        stacks.append(stack)
+        stackIndex[stack] = index
+        return index
+    }
+
+    private mutating func intern(_ string: String) -> Int32 {
+        if let index = stringIndex[string] { return index }
+        let index = Int32(strings.count)
+        strings.append(string)
+        stringIndex[string] = index
+        return index
     }
 }

@@ -10,20 +10,32 @@ public struct SamplerConfiguration: Sendable {
     public var processIDs: [Int32]?
     /// Drop samples of the idle task (they are counted, not recorded).
     public var dropIdle: Bool
-    /// Ring buffer size in bytes: a power of two, at least one page.
-    public var ringBufferBytes: UInt32
+    /// Ring buffer size in bytes: a power of two, at least one page; nil sizes it from the
+    /// number of CPUs and the frequency (``defaultRingBufferBytes(cpus:frequency:)``).
+    public var ringBufferBytes: UInt32?
     /// CPUs to sample; nil means every online CPU.
     public var cpus: [Int]?
 
     public init(
         frequency: UInt64 = 99, processIDs: [Int32]? = nil, dropIdle: Bool = true,
-        ringBufferBytes: UInt32 = 4 << 20, cpus: [Int]? = nil
+        ringBufferBytes: UInt32? = nil, cpus: [Int]? = nil
     ) {
         self.frequency = frequency
         self.processIDs = processIDs
         self.dropIdle = dropIdle
         self.ringBufferBytes = ringBufferBytes
         self.cpus = cpus
+    }
+
+    /// Half a second of samples at 1 KiB each (a record with ~120 frames; most are far
+    /// smaller), rounded up to a power of two, between 256 KiB and 256 MiB. The reader
+    /// drains every 100 ms and is woken early at a quarter full, so this leaves it ample
+    /// slack while keeping a small machine's agent small (the ring is mapped twice).
+    public static func defaultRingBufferBytes(cpus: Int, frequency: UInt64) -> UInt32 {
+        let wanted = UInt64(max(cpus, 1)) &* frequency &* 1024 / 2
+        var size: UInt64 = 256 << 10
+        while size < wanted && size < 256 << 20 { size <<= 1 }
+        return UInt32(size)
     }
 }
 
@@ -70,15 +82,24 @@ public final class Sampler {
         self.configuration = configuration
         try Self.validate(configuration)
         guard access("/sys/kernel/btf/vmlinux", R_OK) == 0 else { throw .kernelWithoutBTF }
+        let cpus: [Int]
+        if let selected = configuration.cpus {
+            cpus = selected
+        } else {
+            cpus = try Self.onlineCPUs()
+        }
+        let ringBufferBytes =
+            configuration.ringBufferBytes
+            ?? SamplerConfiguration.defaultRingBufferBytes(cpus: cpus.count, frequency: configuration.frequency)
 
         var config = nodeprof_config(
             drop_idle: configuration.dropIdle ? 1 : 0,
             filter_pids: configuration.processIDs == nil ? 0 : 1,
-            wakeup_bytes: configuration.ringBufferBytes / 4,
+            wakeup_bytes: ringBufferBytes / 4,
             reserved: 0)
         var handle: OpaquePointer?
         var log = [CChar](repeating: 0, count: 4096)
-        let rc = nodeprof_sampler_open(&config, configuration.ringBufferBytes, &handle, &log, log.count)
+        let rc = nodeprof_sampler_open(&config, ringBufferBytes, &handle, &log, log.count)
         guard rc == 0, let handle else {
             let text = log.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
             throw Self.loadError(errno: -rc, log: text)
@@ -101,7 +122,6 @@ public final class Sampler {
                 }, Unmanaged.passUnretained(drain).toOpaque())
             guard rc == 0 else { throw SamplerError.system(operation: "ring_buffer__new", errno: -rc) }
 
-            let cpus = try configuration.cpus ?? Self.onlineCPUs()
             for cpu in cpus {
                 let rc = nodeprof_sampler_attach_cpu(handle, Int32(cpu), configuration.frequency)
                 guard rc == 0 else {
@@ -192,9 +212,11 @@ public final class Sampler {
                 "sampling frequency \(configuration.frequency) Hz exceeds kernel.perf_event_max_sample_rate (\(max)); lower --frequency or raise the sysctl"
             )
         }
-        let size = configuration.ringBufferBytes
-        guard size >= 4096, size & (size - 1) == 0 else {
-            throw .invalidConfiguration("ring buffer size must be a power of two of at least 4096 bytes, got \(size)")
+        if let size = configuration.ringBufferBytes {
+            guard size >= 4096, size & (size - 1) == 0 else {
+                throw .invalidConfiguration(
+                    "ring buffer size must be a power of two of at least 4096 bytes, got \(size)")
+            }
         }
         if let pids = configuration.processIDs {
             guard !pids.isEmpty else { throw .invalidConfiguration("the process selection is empty") }

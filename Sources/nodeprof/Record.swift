@@ -47,12 +47,12 @@ struct Record: ParsableCommand {
         name: .customLong("ring-buffer-mib"),
         help: ArgumentHelp(
             "Ring buffer size in MiB between the kernel and nodeprof (a power of two).", valueName: "MiB"))
-    var ringBufferMiB: UInt32 = 4
+    var ringBufferMiB: UInt32?
 
     func validate() throws {
         guard frequency >= 1 else { throw ValidationError("--frequency must be at least 1 Hz") }
         guard top >= 0 else { throw ValidationError("--top must be 0 or more") }
-        guard ringBufferMiB >= 1, ringBufferMiB <= 1024, ringBufferMiB & (ringBufferMiB - 1) == 0 else {
+        if let mib = ringBufferMiB, mib < 1 || mib > 1024 || mib & (mib - 1) != 0 {
             throw ValidationError("--ring-buffer-mib must be a power of two between 1 and 1024")
         }
         for pid in pids {
@@ -72,7 +72,7 @@ struct Record: ParsableCommand {
 
         let configuration = SamplerConfiguration(
             frequency: frequency, processIDs: pids.isEmpty ? nil : pids, dropIdle: !includeIdle,
-            ringBufferBytes: ringBufferMiB << 20)
+            ringBufferBytes: ringBufferMiB.map { $0 << 20 })
         let recording = try Recording(durationSeconds: duration.seconds, sampler: configuration)
         let target = pids.isEmpty ? "the whole machine" : "pid " + pids.map(String.init).joined(separator: ", ")
         Terminal.status("recording \(target) at \(frequency) Hz for \(duration) (Ctrl-C stops early)")

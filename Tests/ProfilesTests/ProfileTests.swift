@@ -17,7 +17,25 @@ import Testing
             profile.add(sample)
         }
         #expect(profile.sampleCount == 370)
-        #expect(profile.samples == samples)
+        #expect(Array(profile.samples) == samples)
+    }
+
+    /// A long recording repeats a few stacks: each is stored once, samples keep their own
+    /// timestamps, threads and processes.
+    @Test func repeatedStacksAreStoredOnce() {
+        var profile = Profile(startTimeNanos: 0, frequencyHz: 99)
+        let distinct = Set(ProfilesSyntheticStacks.mixed.map(\.frames)).count
+        for round in 0..<30 {
+            for var sample in ProfilesSyntheticStacks.mixed {
+                sample.timestampNanos &+= UInt64(round)
+                profile.add(sample)
+            }
+        }
+        #expect(profile.sampleCount == 30 * 370)
+        #expect(profile.distinctStackCount == distinct)
+        #expect(profile.samples[370 * 29 + 5].timestampNanos == ProfilesSyntheticStacks.mixed[5].timestampNanos &+ 29)
+        #expect(profile.samples[370 * 29 + 5].frames == ProfilesSyntheticStacks.mixed[5].frames)
+        #expect(profile.samples[370 * 29 + 5].processName == ProfilesSyntheticStacks.mixed[5].processName)
     }
 
     @Test func dropsAddUpPerReasonInFirstSeenOrder() {

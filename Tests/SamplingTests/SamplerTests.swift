@@ -61,6 +61,13 @@ struct SamplerTests {
         #expect(throws: SamplerError.self) { try Sampler(configuration: .init(processIDs: [])) }
     }
 
+    @Test func ringBufferSizeFollowsCPUsAndFrequency() {
+        #expect(SamplerConfiguration.defaultRingBufferBytes(cpus: 2, frequency: 99) == 256 << 10)
+        #expect(SamplerConfiguration.defaultRingBufferBytes(cpus: 2, frequency: 999) == 1 << 20)
+        #expect(SamplerConfiguration.defaultRingBufferBytes(cpus: 64, frequency: 99) == 4 << 20)
+        #expect(SamplerConfiguration.defaultRingBufferBytes(cpus: 100_000, frequency: 100_000) == 256 << 20)
+    }
+
     @Test func cpuListParsing() {
         #expect(parseCPUList("0-3,8,10-11\n") == [0, 1, 2, 3, 8, 10, 11])
         #expect(parseCPUList("0") == [0])
