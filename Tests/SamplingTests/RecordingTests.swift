@@ -165,13 +165,15 @@ struct RecordingTests {
         #expect(frequency.status != 0)
         #expect(frequency.stderr.contains("perf_event_max_sample_rate"), "\(frequency.stderr)")
 
-        // Drop root: the privilege check must say what to do, not crash in libbpf.
+        // Drop root: the privilege check must say what to do, not crash in libbpf. The binary
+        // is copied where user nobody can reach it, wherever the checkout lives.
+        let reachable = try TemporaryDirectory()
+        chmod(reachable.path, 0o755)
+        let copy = reachable.file("nodeprof")
+        try FileManager.default.copyItem(atPath: nodeprof, toPath: copy)
         let unprivileged = try runProgramCapturing(
             "/usr/bin/setpriv",
-            [
-                "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", nodeprof, "record", "--duration",
-                "1s",
-            ])
+            ["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", copy, "record", "--duration", "1s"])
         #expect(unprivileged.status != 0)
         #expect(unprivileged.stderr.contains("run as root"), "\(unprivileged.stderr)")
     }
