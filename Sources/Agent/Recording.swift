@@ -27,6 +27,8 @@ public struct RecordingResult: Sendable {
     public var profile: Profile
     public var counters: SamplerCounters
     public var symbolization: SymbolizerStatistics
+    /// Samples whose user stack was cut at a broken frame-pointer chain.
+    public var samplesWithCutStacks: Int
     /// True when the recording ended early because a stop was requested.
     public var stoppedEarly: Bool
 }
@@ -60,9 +62,20 @@ public final class Recording {
         var lastReport = started
         let symbolizer = self.symbolizer
 
+        var stacks = SymbolizedStackCache()
+        var samplesWithCutStacks = 0
         func consume(_ sample: StackSample) {
             if seenProcesses.insert(sample.pid).inserted { symbolizer.observe(pid: sample.pid) }
-            profile.add(symbolizer.symbolize(sample))
+            let frames = stacks.frames(for: sample) {
+                let cutBefore = symbolizer.statistics.stacksCut
+                let symbolized = symbolizer.symbolize(sample)
+                return (symbolized, symbolizer.statistics.stacksCut != cutBefore)
+            }
+            if frames.cut { samplesWithCutStacks += 1 }
+            profile.add(
+                SymbolizedSample(
+                    pid: frames.pid, tid: sample.tid, threadName: sample.threadName, processName: frames.processName,
+                    cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos, frames: frames.frames))
         }
 
         while !stop.isStopped {
@@ -94,7 +107,7 @@ public final class Recording {
         let stats = symbolizer.statistics
         return RecordingResult(
             profile: profile, counters: counters, symbolization: stats,
-            stoppedEarly: stop.isStopped)
+            samplesWithCutStacks: samplesWithCutStacks, stoppedEarly: stop.isStopped)
     }
 
     static func monotonicSeconds() -> Double {
@@ -107,5 +120,45 @@ public final class Recording {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// Symbolized stacks by raw stack: a busy process repeats a few stacks, and looking the raw
+/// addresses up here is far cheaper than symbolizing them again. Entries are dropped every
+/// two seconds (and when 16,384 pile up), so a process that execs or unloads a library is
+/// symbolized afresh soon after.
+struct SymbolizedStackCache {
+    struct Key: Hashable {
+        var pid: Int32
+        var kernel: [UInt64]
+        var user: [UInt64]
+    }
+
+    struct Entry {
+        var pid: Int32
+        var processName: String?
+        var frames: [Frame]
+        /// The symbolizer cut this stack at a broken frame-pointer chain.
+        var cut: Bool
+    }
+
+    private var entries: [Key: Entry] = [:]
+    private var clearedAt = Recording.monotonicSeconds()
+    static let maximumEntries = 16_384
+    static let lifetimeSeconds = 2.0
+
+    mutating func frames(for sample: StackSample, symbolize: () -> (SymbolizedSample, cut: Bool)) -> Entry {
+        let key = Key(pid: sample.pid, kernel: sample.kernelStack, user: sample.userStack)
+        if let entry = entries[key] { return entry }
+        let now = Recording.monotonicSeconds()
+        if entries.count >= Self.maximumEntries || now - clearedAt >= Self.lifetimeSeconds {
+            entries.removeAll(keepingCapacity: true)
+            clearedAt = now
+        }
+        let (symbolized, cut) = symbolize()
+        let entry = Entry(
+            pid: symbolized.pid, processName: symbolized.processName, frames: symbolized.frames, cut: cut)
+        entries[key] = entry
+        return entry
     }
 }

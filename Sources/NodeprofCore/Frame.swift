@@ -56,6 +56,14 @@ public struct Frame: Sendable, Hashable {
 
     /// True when the frame has a function name.
     public var isSymbolized: Bool { function != nil }
+
+    /// Hashes the address and kind only: equal frames have equal addresses, and hashing the
+    /// module's path and build id strings for every frame of every sample (profiles intern
+    /// stacks) cost more than the rest of the lookup. Equality still compares every field.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(address)
+        hasher.combine(kind)
+    }
 }
 
 /// A sample after symbolization: the stack as frames, leaf first, kernel frames before

@@ -2,6 +2,7 @@ import Agent
 import ArgumentParser
 import Dispatch
 import Foundation
+import NodeprofCore
 import Profiles
 import Sampling
 import Symbolization
@@ -137,14 +138,21 @@ struct Summary {
         parts.append("lost \(c.lostRingBufferFull) (ring buffer full)")
         if c.malformedRecords > 0 { parts.append("malformed \(c.malformedRecords)") }
         parts.append("idle dropped \(c.idleDropped)")
-        let frames = s.framesSymbolized + s.framesUnsymbolized
-        if frames > 0 {
-            let pct = 100 * Double(s.framesUnsymbolized) / Double(frames)
-            parts.append(String(format: "unsymbolized frames %.1f%%", pct))
+        var frames = 0
+        var unsymbolized = 0
+        for sample in result.profile.samples {
+            frames += sample.frames.count
+            unsymbolized += sample.frames.count { !$0.isSymbolized }
         }
-        if s.stacksCut > 0 {
+        if frames > 0 {
+            parts.append(String(format: "unsymbolized frames %.1f%%", 100 * Double(unsymbolized) / Double(frames)))
+        }
+        if result.samplesWithCutStacks > 0 {
             // Frame-pointer walks through code built without frame pointers.
-            parts.append("\(s.stacksCut) stacks cut at a broken frame-pointer chain")
+            parts.append("\(result.samplesWithCutStacks) stacks cut at a broken frame-pointer chain")
+        }
+        if s.processesUnknown > 0 {
+            parts.append("\(s.processesUnknown) processes exited before their maps were read")
         }
         if result.stoppedEarly { parts.append("stopped early") }
         return parts.joined(separator: "; ")
