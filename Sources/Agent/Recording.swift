@@ -66,16 +66,17 @@ public final class Recording {
         var samplesWithCutStacks = 0
         func consume(_ sample: StackSample) {
             if seenProcesses.insert(sample.pid).inserted { symbolizer.observe(pid: sample.pid) }
-            let frames = stacks.frames(for: sample) {
+            let entry = stacks.entry(for: sample) {
                 let cutBefore = symbolizer.statistics.stacksCut
                 let symbolized = symbolizer.symbolize(sample)
-                return (symbolized, symbolizer.statistics.stacksCut != cutBefore)
+                return SymbolizedStackCache.Entry(
+                    processName: symbolized.processName, stack: profile.intern(stack: symbolized.frames),
+                    cut: symbolizer.statistics.stacksCut != cutBefore)
             }
-            if frames.cut { samplesWithCutStacks += 1 }
+            if entry.cut { samplesWithCutStacks += 1 }
             profile.add(
-                SymbolizedSample(
-                    pid: frames.pid, tid: sample.tid, threadName: sample.threadName, processName: frames.processName,
-                    cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos, frames: frames.frames))
+                stack: entry.stack, pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
+                processName: entry.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos)
         }
 
         while !stop.isStopped {
@@ -126,7 +127,7 @@ public final class Recording {
 /// Symbolized stacks by raw stack: a busy process repeats a few stacks, and looking the raw
 /// addresses up here is far cheaper than symbolizing them again. Entries are dropped every
 /// two seconds (and when 16,384 pile up), so a process that execs or unloads a library is
-/// symbolized afresh soon after.
+/// symbolized afresh soon after. Entries hold ``Profile/StackID``s: one cache per profile.
 struct SymbolizedStackCache {
     struct Key: Hashable {
         var pid: Int32
@@ -135,9 +136,8 @@ struct SymbolizedStackCache {
     }
 
     struct Entry {
-        var pid: Int32
         var processName: String?
-        var frames: [Frame]
+        var stack: Profile.StackID
         /// The symbolizer cut this stack at a broken frame-pointer chain.
         var cut: Bool
     }
@@ -147,7 +147,7 @@ struct SymbolizedStackCache {
     static let maximumEntries = 16_384
     static let lifetimeSeconds = 2.0
 
-    mutating func frames(for sample: StackSample, symbolize: () -> (SymbolizedSample, cut: Bool)) -> Entry {
+    mutating func entry(for sample: StackSample, symbolize: () -> Entry) -> Entry {
         let key = Key(pid: sample.pid, kernel: sample.kernelStack, user: sample.userStack)
         if let entry = entries[key] { return entry }
         let now = Recording.monotonicSeconds()
@@ -155,9 +155,7 @@ struct SymbolizedStackCache {
             entries.removeAll(keepingCapacity: true)
             clearedAt = now
         }
-        let (symbolized, cut) = symbolize()
-        let entry = Entry(
-            pid: symbolized.pid, processName: symbolized.processName, frames: symbolized.frames, cut: cut)
+        let entry = symbolize()
         entries[key] = entry
         return entry
     }

@@ -55,6 +55,27 @@ public struct Profile: Sendable {
         store.add(sample)
     }
 
+    /// A stack stored in this profile (valid for this profile only).
+    public struct StackID: Hashable, Sendable {
+        fileprivate let index: Int32
+    }
+
+    /// Stores `frames` once and returns its id, for callers that see the same stack many
+    /// times and want to add samples without handing over (and hashing) the frames again.
+    public mutating func intern(stack frames: [Frame]) -> StackID {
+        StackID(index: store.intern(stack: frames))
+    }
+
+    /// Adds one sample whose stack was interned with ``intern(stack:)``.
+    public mutating func add(
+        stack: StackID, pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
+        timestampNanos: UInt64
+    ) {
+        store.add(
+            stack: stack.index, pid: pid, tid: tid, threadName: threadName, processName: processName,
+            cgroupID: cgroupID, timestampNanos: timestampNanos)
+    }
+
     /// Counts `count` samples lost for `reason` ("ring buffer full", "no stack").
     ///
     /// Counts for the same reason add up; reasons keep the order they were first seen in.
@@ -124,14 +145,22 @@ private struct SampleStore: Sendable {
     var stringIndex: [String: Int32] = [:]
 
     mutating func add(_ sample: SymbolizedSample) {
-        records.append(
-            Record(
-                timestampNanos: sample.timestampNanos, cgroupID: sample.cgroupID, pid: sample.pid,
-                tid: sample.tid, stack: intern(stack: sample.frames), threadName: intern(sample.threadName),
-                processName: sample.processName.map { intern($0) } ?? -1))
+        add(
+            stack: intern(stack: sample.frames), pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
+            processName: sample.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos)
     }
 
-    private mutating func intern(stack: [Frame]) -> Int32 {
+    mutating func add(
+        stack: Int32, pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
+        timestampNanos: UInt64
+    ) {
+        records.append(
+            Record(
+                timestampNanos: timestampNanos, cgroupID: cgroupID, pid: pid, tid: tid, stack: stack,
+                threadName: intern(threadName), processName: processName.map { intern($0) } ?? -1))
+    }
+
+    mutating func intern(stack: [Frame]) -> Int32 {
         if let index = stackIndex[stack] { return index }
         let index = Int32(stacks.count)
         stacks.append(stack)

@@ -38,6 +38,20 @@ import Testing
         #expect(profile.samples[370 * 29 + 5].processName == ProfilesSyntheticStacks.mixed[5].processName)
     }
 
+    @Test func addingByStackIDEqualsAddingSamples() {
+        var bySample = Profile(startTimeNanos: 0, frequencyHz: 99)
+        var byID = Profile(startTimeNanos: 0, frequencyHz: 99)
+        for sample in ProfilesSyntheticStacks.mixed {
+            bySample.add(sample)
+            byID.add(
+                stack: byID.intern(stack: sample.frames), pid: sample.pid, tid: sample.tid,
+                threadName: sample.threadName, processName: sample.processName, cgroupID: sample.cgroupID,
+                timestampNanos: sample.timestampNanos)
+        }
+        #expect(Array(byID.samples) == Array(bySample.samples))
+        #expect(byID.distinctStackCount == bySample.distinctStackCount)
+    }
+
     @Test func dropsAddUpPerReasonInFirstSeenOrder() {
         var profile = Profile(startTimeNanos: 0, frequencyHz: 99)
         profile.recordDrops(3, reason: "ring buffer full")

@@ -1,4 +1,5 @@
 import NodeprofCore
+import Profiles
 import Testing
 
 @testable import Agent
@@ -10,43 +11,49 @@ import Testing
             userStack: user)
     }
 
-    func symbolized(_ sample: StackSample) -> (SymbolizedSample, cut: Bool) {
+    func entry(_ sample: StackSample, in profile: inout Profile) -> SymbolizedStackCache.Entry {
         let frames = sample.userStack.map { Frame(kind: .native, address: $0, function: "f\($0)", module: nil) }
-        return (
-            SymbolizedSample(
-                pid: sample.pid, tid: sample.tid, threadName: sample.threadName, processName: "p",
-                cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos, frames: frames), false
-        )
+        return .init(processName: "p\(sample.pid)", stack: profile.intern(stack: frames), cut: false)
     }
 
     @Test func repeatedStacksAreSymbolizedOncePerProcess() {
+        var profile = Profile(startTimeNanos: 0, frequencyHz: 99)
         var cache = SymbolizedStackCache()
         var calls = 0
         for pid: Int32 in [1, 1, 2, 1, 2] {
-            let entry = cache.frames(for: sample(pid: pid, user: [10, 20])) {
+            let s = sample(pid: pid, user: [10, 20])
+            let found = cache.entry(for: s) {
                 calls += 1
-                return symbolized(sample(pid: pid, user: [10, 20]))
+                return entry(s, in: &profile)
             }
-            #expect(entry.pid == pid)
-            #expect(entry.frames.map(\.function) == ["f10", "f20"])
+            #expect(found.processName == "p\(pid)")
+            profile.add(
+                stack: found.stack, pid: pid, tid: pid, threadName: "t", processName: found.processName, cgroupID: 1,
+                timestampNanos: 0)
         }
         #expect(calls == 2, "one symbolization per (pid, stack)")
+        #expect(profile.distinctStackCount == 1, "both processes ran the same frames")
+        #expect(profile.samples.map(\.pid) == [1, 1, 2, 1, 2])
+        #expect(profile.samples.allSatisfy { $0.frames.map(\.function) == ["f10", "f20"] })
     }
 
     @Test func entriesAreBounded() {
+        var profile = Profile(startTimeNanos: 0, frequencyHz: 99)
         var cache = SymbolizedStackCache()
         var calls = 0
         let count = SymbolizedStackCache.maximumEntries + 10
         for i in 0..<count {
-            _ = cache.frames(for: sample(pid: 1, user: [UInt64(i)])) {
+            let s = sample(pid: 1, user: [UInt64(i)])
+            _ = cache.entry(for: s) {
                 calls += 1
-                return symbolized(sample(pid: 1, user: [UInt64(i)]))
+                return entry(s, in: &profile)
             }
         }
         // The first stack was dropped when the cache filled up: it is symbolized again.
-        _ = cache.frames(for: sample(pid: 1, user: [0])) {
+        let first = sample(pid: 1, user: [0])
+        _ = cache.entry(for: first) {
             calls += 1
-            return symbolized(sample(pid: 1, user: [0]))
+            return entry(first, in: &profile)
         }
         #expect(calls == count + 1)
     }
