@@ -11,22 +11,35 @@ struct SymbolizeCost: ParsableCommand {
 
     @Option(help: "ELF file to symbolize against.") var binary = "/opt/swift/usr/bin/swift-frontend"
     @Option(help: "Number of addresses to resolve.") var addresses = 10_000
-    @Option(help: "Write the addresses (hex, one per line) here.") var addressesOut: String
-    @Option(help: "Write the names found (one per line, ?? when none) here.") var namesOut: String
+    @Option(help: "Pick addresses and write them (hex, one per line) here, then exit (untimed).")
+    var addressesOut: String?
+    @Option(help: "Resolve the addresses in this file (hex, one per line), as llvm-symbolizer reads them.")
+    var addressesIn: String?
+    @Option(help: "Write the names found (one per line, ?? when none) here.") var namesOut: String?
     @Flag(help: "Demangle names (C++, Swift, Rust) as llvm-symbolizer does by default.") var demangle = false
 
     func run() throws {
-        // Pick the addresses with a separate instance, so the timed run starts cold.
-        let picked = try pickAddresses()
+        if let addressesOut {
+            let picked = try pickAddresses()
+            try (picked.map { "0x" + String($0, radix: 16) }.joined(separator: "\n") + "\n")
+                .write(toFile: addressesOut, atomically: true, encoding: .utf8)
+            return
+        }
+        guard let addressesIn, let namesOut else {
+            throw ValidationError("give --addresses-out to pick addresses, or --addresses-in and --names-out")
+        }
         let clock = ContinuousClock()
-        var names: [String] = []
-        names.reserveCapacity(picked.count)
-        let loadStart = clock.now
+        let start = clock.now
+        // Timed from here on: read the addresses, open and index the file, resolve, demangle.
+        let text = try String(contentsOfFile: addressesIn, encoding: .utf8)
+        let addresses = text.split(separator: "\n").compactMap { UInt64($0.dropFirst(2), radix: 16) }
         let file = try ELFFile(path: binary)
         _ = try file.symbolTable()
         let loaded = clock.now
         let demangler = Demangler()
-        for address in picked {
+        var names: [String] = []
+        names.reserveCapacity(addresses.count)
+        for address in addresses {
             if let symbol = file.symbol(containing: address) {
                 names.append(demangle ? demangler.demangle(symbol.name) : symbol.name)
             } else {
@@ -34,8 +47,6 @@ struct SymbolizeCost: ParsableCommand {
             }
         }
         let done = clock.now
-        try (picked.map { "0x" + String($0, radix: 16) }.joined(separator: "\n") + "\n")
-            .write(toFile: addressesOut, atomically: true, encoding: .utf8)
         try (names.joined(separator: "\n") + "\n").write(toFile: namesOut, atomically: true, encoding: .utf8)
         func ms(_ d: Duration) -> Double {
             Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
@@ -44,10 +55,10 @@ struct SymbolizeCost: ParsableCommand {
             "binary": binary,
             "bytes": (try? FileManager.default.attributesOfItem(atPath: binary)[.size] as? Int) ?? 0,
             "symbols": try file.symbolTable().count,
-            "addresses": picked.count,
-            "load_ms": ms(loaded - loadStart),
+            "addresses": addresses.count,
+            "load_ms": ms(loaded - start),
             "lookup_ms": ms(done - loaded),
-            "total_ms": ms(done - loadStart),
+            "total_ms": ms(done - start),
         ]
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))
