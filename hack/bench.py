@@ -5,6 +5,7 @@ Every figure is measured in this run, next to its peer on the same load; the com
 that produced them are written beside the figures.
 """
 import json
+import re
 import os
 import platform
 import resource
@@ -203,6 +204,13 @@ def pct_core(r):
     return 100.0 * (r["user"] + r["sys"]) / r["wall"]
 
 
+def show(command):
+    """A command as a reader would type it: paths relative to the checkout, $WORK for the
+    run's scratch directory."""
+    command = command.replace(ROOT + "/", "./")
+    return re.sub(r"/tmp/nodeprof-bench-[A-Za-z0-9_]+", "$WORK", command)
+
+
 def write_markdown(r):
     m = r["machine"]
     b, b9, bd = r["bpf"], r["bpf999"], r["bpfdeep"]
@@ -215,6 +223,8 @@ def write_markdown(r):
         f"Measured by `hack/bench` on {m['date']}: {m['cpus']} CPUs ({m['cpu']}), kernel {m['kernel']}, "
         f"{m['perf']}, {m['llvm']}." + (" **Quick run: shortened durations, not for comparison.**" if r["quick"] else ""),
         "Every figure below comes from that one run; peers ran on the same machine under the same load.",
+        "Single runs on a shared 2-CPU VM: medians of the BPF cost moved by about 20% between runs while",
+        "this file was being prepared; compare figures within one run, not across runs.",
         "Load for sections 1 and 2: one CPU burner per CPU (a C loop with a 22-deep frame-pointer stack),",
         "and for the second BPF row a 40-deep recursion with 512-byte frames.",
         "",
@@ -235,7 +245,7 @@ def write_markdown(r):
         "frames past it cost one read each, which is why the deep load costs more. Samples that interrupt",
         "user mode skip the kernel stack walk (there is none).",
         "",
-        f"Commands: `{b['command']}` (both loads), `{b9['command']}`; samples lost: {b['lost']}, {b9['lost']}, {bd['lost']}.",
+        f"Commands: `{show(b['command'])}` (both loads), `{show(b9['command'])}`; samples lost: {b['lost']}, {b9['lost']}, {bd['lost']}.",
         "",
         "## 2. Agent CPU and memory while recording the whole machine at 99 Hz",
         "",
@@ -251,7 +261,7 @@ def write_markdown(r):
         "",
         f"Targets: CPU below perf's ({pct_core(n):.2f}% vs {pct_core(p):.2f}%); peak RSS at most 64 MiB ({mib(n['rss_kib']):.1f} MiB).",
         "",
-        f"Commands: `{n['command']}`; `{p['command']}`; `{pr['command']}`.",
+        f"Commands: `{show(n['command'])}`; `{show(p['command'])}`; `{show(pr['command'])}`.",
         "",
         "## 3. Symbolization of the largest binary on the machine",
         "",
@@ -264,7 +274,7 @@ def write_markdown(r):
         f"| nodeprof (ELF reader + symbol index + demangler) | {s['wall']*1000:.0f} ms (load {s['load_ms']:.0f} ms, lookups {s['lookup_ms']:.1f} ms) | {s['cpu']*1000:.0f} ms | {mib(s['rss_kib']):.1f} MiB | {s['addresses']} |",
         f"| llvm-symbolizer (the toolchain's) | {l['wall']*1000:.0f} ms | {l['cpu']*1000:.0f} ms | {mib(l['rss_kib']):.1f} MiB | same symbol as ours: {l['agree']}/{l['compared']}; an alias at the same address: {l['aliases']}; different: {l['compared'] - l['agree'] - l['aliases']} |",
         "",
-        f"Commands: `{s['command']}`; `{l['command']}`. Wall times include process start-up for both.",
+        f"Commands: `{show(s['command'])}`; `{show(l['command'])}`. Wall times include process start-up for both.",
         "Answers are compared on mangled names (a second run of each with demangling off): the two",
         "demanglers format differently (libstdc++'s `> >` and `[clone .cold.1]` against LLVM's `>>` and `(.cold.1)`).",
         "",
