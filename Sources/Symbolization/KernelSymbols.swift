@@ -148,16 +148,7 @@ public struct KernelSymbols: Sendable {
 
     /// The function containing `address`, or nil.
     public func symbol(containing address: UInt64) -> KernelSymbol? {
-        var low = 0
-        var high = entries.count
-        while low < high {
-            let middle = low + (high - low) / 2
-            if entries[middle].address <= address {
-                low = middle + 1
-            } else {
-                high = middle
-            }
-        }
+        let low = entries.countOfElements(withKeyAtMost: address) { $0.address }
         guard low > 0 else { return nil }
         let entry = entries[low - 1]
         var limit = entry.address &+ Self.maximumSymbolSize

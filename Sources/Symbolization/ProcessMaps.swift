@@ -116,16 +116,7 @@ public struct ProcessMaps: Sendable, Hashable {
 
     /// Index of the mapping in `sorted` containing `address`.
     static func index(of address: UInt64, in sorted: [MemoryMapping]) -> Int? {
-        var low = 0
-        var high = sorted.count
-        while low < high {
-            let middle = low + (high - low) / 2
-            if sorted[middle].start <= address {
-                low = middle + 1
-            } else {
-                high = middle
-            }
-        }
+        let low = sorted.countOfElements(withKeyAtMost: address) { $0.start }
         guard low > 0, sorted[low - 1].contains(address) else { return nil }
         return low - 1
     }

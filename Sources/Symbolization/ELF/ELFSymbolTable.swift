@@ -181,16 +181,7 @@ public struct ELFSymbolTable {
 
     /// Index of the symbol whose range contains `address`, or nil.
     public func index(containing address: UInt64) -> Int? {
-        var low = 0
-        var high = entries.count
-        while low < high {
-            let middle = low + (high - low) / 2
-            if entries[middle].start <= address {
-                low = middle + 1
-            } else {
-                high = middle
-            }
-        }
+        let low = entries.countOfElements(withKeyAtMost: address) { $0.start }
         var index = low - 1
         let lowest = max(0, low - Self.enclosingSearchLimit)
         while index >= lowest {
