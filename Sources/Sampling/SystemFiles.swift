@@ -1,22 +1,16 @@
 import Glibc
+import NodeprofCore
 
-/// Reads a small text file (procfs, sysfs) whole. Reads at most `limit` bytes.
+/// Reads a small text file (procfs, sysfs) whole, at most `limit` bytes.
 func readSmallFile(_ path: String, limit: Int = 1 << 20) throws(SamplerError) -> String {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw .system(operation: "open \(path)", errno: errno) }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while bytes.count < limit {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw .system(operation: "read \(path)", errno: errno)
+    do {
+        return String(decoding: try FileContents.read(path, limit: limit), as: UTF8.self)
+    } catch {
+        switch error {
+        case .systemCall(_, let operation, let code): throw .system(operation: "\(operation) \(path)", errno: code)
+        case .tooLarge: throw .invalidConfiguration(error.description)
         }
-        if n == 0 { break }
-        bytes.append(contentsOf: chunk[0..<min(n, limit - bytes.count)])
     }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 /// Parses a CPU list such as "0-3,8,10-11" (sysfs cpu/online). Bounded: at most 4096 CPUs.

@@ -1,3 +1,5 @@
+public import NodeprofCore
+
 /// Why kernel symbols could not be loaded.
 public enum KernelSymbolsError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Reading the file failed.

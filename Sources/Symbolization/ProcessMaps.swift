@@ -1,3 +1,5 @@
+public import NodeprofCore
+
 /// One line of `/proc/PID/maps`: an address range of a process and what backs it.
 public struct MemoryMapping: Sendable, Hashable {
     /// The `rwxp` column.

@@ -30,10 +30,11 @@ public enum FileReadError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Whole-file reads for /proc files, whose `st_size` is 0 and which must be read until EOF.
-enum FileContents {
+/// Whole-file reads for /proc and /sys files, whose `st_size` is 0 and which must be read
+/// until EOF. The one place that opens and reads such files (EINTR retried, errno kept).
+public enum FileContents {
     /// Reads `path` to the end, failing when it is larger than `limit` bytes.
-    static func read(_ path: String, limit: Int) throws(FileReadError) -> [UInt8] {
+    public static func read(_ path: String, limit: Int) throws(FileReadError) -> [UInt8] {
         var descriptor: Int32
         repeat {
             descriptor = open(path, O_RDONLY | O_CLOEXEC)
@@ -62,7 +63,7 @@ enum FileContents {
     }
 
     /// The target of the symbolic link at `path`, or nil.
-    static func readLink(_ path: String) -> String? {
+    public static func readLink(_ path: String) -> String? {
         var buffer = [CChar](repeating: 0, count: 4096)
         let count = buffer.withUnsafeMutableBufferPointer { raw -> Int in
             guard let base = raw.baseAddress else { return -1 }
@@ -73,13 +74,13 @@ enum FileContents {
     }
 
     /// True when `path` exists.
-    static func exists(_ path: String) -> Bool {
+    public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }
 }
 
 /// Monotonic clock in nanoseconds, for cache ages and refresh intervals.
-func monotonicNanoseconds() -> UInt64 {
+public func monotonicNanoseconds() -> UInt64 {
     var now = timespec()
     clock_gettime(CLOCK_MONOTONIC, &now)
     return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
