@@ -45,7 +45,8 @@ struct nodeprof_sample {
 	(__builtin_offsetof(struct nodeprof_sample, frames) + (frame_count) * sizeof(__u64))
 
 /* Indexes into the per-CPU "counters" array map. Every sample lands in exactly one of
- * SUBMITTED, IDLE_DROPPED, FILTERED_OUT, RINGBUF_FULL; the rest count stack problems. */
+ * SUBMITTED, IDLE_DROPPED, FILTERED_OUT, RINGBUF_FULL, INTERNAL_ERROR; the stack counters
+ * count problems of submitted samples. */
 enum nodeprof_counter {
 	NODEPROF_COUNTER_SEEN = 0,     /* program invocations */
 	NODEPROF_COUNTER_SUBMITTED,    /* records written to the ring buffer */
@@ -54,6 +55,7 @@ enum nodeprof_counter {
 	NODEPROF_COUNTER_RINGBUF_FULL, /* lost: the ring buffer had no room */
 	NODEPROF_COUNTER_KSTACK_FAILED,
 	NODEPROF_COUNTER_USTACK_FAILED,
+	NODEPROF_COUNTER_INTERNAL_ERROR, /* a "cannot happen" branch did: lost, and a bug */
 	NODEPROF_COUNTER_MAX,
 };
 

@@ -84,8 +84,10 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 
 	__u32 zero = 0;
 	struct nodeprof_sample *sample = bpf_map_lookup_elem(&scratch, &zero);
-	if (!sample)
-		return 0; /* cannot happen: a one-slot per-CPU array */
+	if (!sample) { /* cannot happen: a one-slot per-CPU array */
+		count(NODEPROF_COUNTER_INTERNAL_ERROR);
+		return 0;
+	}
 
 	sample->version = NODEPROF_RECORD_VERSION;
 	sample->flags = 0;
@@ -129,8 +131,10 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	__u32 frame_count = (kernel_len & NODEPROF_MAX_STACK_DEPTH) +
 			    (sample->user_stack_len & NODEPROF_MAX_STACK_DEPTH);
 	__u64 size = NODEPROF_SAMPLE_SIZE(frame_count);
-	if (size > sizeof(*sample))
-		return 0; /* unreachable: both lengths are at most NODEPROF_MAX_STACK_DEPTH */
+	if (size > sizeof(*sample)) { /* cannot happen: both lengths are at most 127 */
+		count(NODEPROF_COUNTER_INTERNAL_ERROR);
+		return 0;
+	}
 	__u64 pending = bpf_ringbuf_query(&samples, BPF_RB_AVAIL_DATA);
 	__u64 wakeup =
 		pending >= nodeprof_config.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;

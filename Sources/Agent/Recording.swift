@@ -104,6 +104,7 @@ public final class Recording {
         profile.durationNanos = Self.wallClockNanos() &- startNanos
         profile.recordDrops(counters.lostRingBufferFull, reason: "lost: ring buffer full")
         profile.recordDrops(counters.malformedRecords, reason: "malformed records")
+        profile.recordDrops(counters.internalErrors, reason: "internal error in the BPF sampler")
         profile.comments.append("idle samples dropped: \(counters.idleDropped)")
         let stats = symbolizer.statistics
         return RecordingResult(

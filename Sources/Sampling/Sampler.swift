@@ -56,6 +56,8 @@ public struct SamplerCounters: Sendable, Hashable {
     public var kernelStackFailed: UInt64 = 0
     /// Samples whose user stack could not be read.
     public var userStackFailed: UInt64 = 0
+    /// Samples lost to a branch of the BPF program that should never run (a bug if not 0).
+    public var internalErrors: UInt64 = 0
     /// Records received from the ring buffer.
     public var received: UInt64 = 0
     /// Records rejected while decoding (wrong size or version).
@@ -179,6 +181,7 @@ public final class Sampler {
         c.lostRingBufferFull = values[Int(NODEPROF_COUNTER_RINGBUF_FULL.rawValue)]
         c.kernelStackFailed = values[Int(NODEPROF_COUNTER_KSTACK_FAILED.rawValue)]
         c.userStackFailed = values[Int(NODEPROF_COUNTER_USTACK_FAILED.rawValue)]
+        c.internalErrors = values[Int(NODEPROF_COUNTER_INTERNAL_ERROR.rawValue)]
         c.received = drain.received
         c.malformedRecords = drain.malformed
         return c

@@ -137,6 +137,7 @@ struct Summary {
         ]
         parts.append("lost \(c.lostRingBufferFull) (ring buffer full)")
         if c.malformedRecords > 0 { parts.append("malformed \(c.malformedRecords)") }
+        if c.internalErrors > 0 { parts.append("lost to internal errors \(c.internalErrors) (please report)") }
         parts.append("idle dropped \(c.idleDropped)")
         var frames = 0
         var unsymbolized = 0

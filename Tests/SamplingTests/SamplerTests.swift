@@ -50,7 +50,8 @@ struct SamplerTests {
         let c = try sampler.counters()
         #expect(c.seen > 0)
         #expect(c.filteredOut == 0)
-        #expect(c.seen == c.submitted + c.idleDropped + c.lostRingBufferFull)
+        #expect(c.seen == c.submitted + c.idleDropped + c.lostRingBufferFull + c.internalErrors)
+        #expect(c.internalErrors == 0)
         #expect(c.received <= c.submitted)
     }
 
