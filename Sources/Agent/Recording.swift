@@ -49,29 +49,28 @@ public final class Recording {
         try Preflight.checkBTF()
         self.durationSeconds = durationSeconds
         self.symbolizer = Symbolizer()
-        // Snapshot the selected processes' maps before the first sample arrives.
+        // Snapshot the selected processes' maps before the first sample arrives; any other
+        // process is snapshotted by the symbolizer when its first sample is symbolized.
         for pid in configuration.processIDs ?? [] { symbolizer.observe(pid: pid) }
-        self.startNanos = Self.wallClockNanos()
+        self.startNanos = wallClockNanoseconds()
         self.sampler = try Sampler(configuration: configuration)
     }
 
     public func run(stop: StopSignal, progress: (RecordingProgress) -> Void) throws(SamplerError) -> RecordingResult {
-        let started = Self.monotonicSeconds()
+        let started = monotonicNanoseconds()
         var profile = Profile(startTimeNanos: startNanos, frequencyHz: sampler.configuration.frequency)
-        var seenProcesses = Set<Int32>()
         var lastReport = started
         let symbolizer = self.symbolizer
 
         var stacks = SymbolizedStackCache()
         var samplesWithCutStacks = 0
         func consume(_ sample: StackSample) {
-            if seenProcesses.insert(sample.pid).inserted { symbolizer.observe(pid: sample.pid) }
             let entry = stacks.entry(for: sample) {
-                let cutBefore = symbolizer.statistics.stacksCut
                 let symbolized = symbolizer.symbolize(sample)
+                // The symbolizer emits a frame per address unless it cut a broken chain.
+                let cut = symbolized.frames.count < sample.kernelStack.count + sample.userStack.count
                 return SymbolizedStackCache.Entry(
-                    processName: symbolized.processName, stack: profile.intern(stack: symbolized.frames),
-                    cut: symbolizer.statistics.stacksCut != cutBefore)
+                    processName: symbolized.processName, stack: profile.intern(stack: symbolized.frames), cut: cut)
             }
             if entry.cut { samplesWithCutStacks += 1 }
             profile.add(
@@ -80,28 +79,28 @@ public final class Recording {
         }
 
         while !stop.isStopped {
-            let elapsed = Self.monotonicSeconds() - started
+            let elapsed = Double(monotonicNanoseconds() - started) / 1e9
             if let durationSeconds, elapsed >= durationSeconds { break }
             let remaining = durationSeconds.map { max(0, $0 - elapsed) } ?? 1
             // 100 ms: how late a sample may be drained, and so how soon a short-lived
             // process's maps are read after its first sample.
             let timeout = Int32(min(100, max(1, remaining * 1000)))
             try sampler.poll(timeoutMilliseconds: timeout, consume)
-            let now = Self.monotonicSeconds()
-            if now - lastReport >= 1 {
+            let now = monotonicNanoseconds()
+            if now - lastReport >= 1_000_000_000 {
                 lastReport = now
                 let lost = (try? sampler.counters().lostRingBufferFull) ?? 0
                 progress(
                     .init(
-                        elapsedSeconds: now - started, plannedSeconds: durationSeconds,
-                        samples: profile.sampleCount, processes: seenProcesses.count, lost: lost))
+                        elapsedSeconds: Double(now - started) / 1e9, plannedSeconds: durationSeconds,
+                        samples: profile.sampleCount, processes: symbolizer.statistics.processesTracked, lost: lost))
             }
         }
         // Samples already in the ring buffer belong to the recording window: drain them.
         while try sampler.poll(timeoutMilliseconds: 0, consume) > 0 {}
 
         let counters = try sampler.counters()
-        profile.durationNanos = Self.wallClockNanos() &- startNanos
+        profile.durationNanos = wallClockNanoseconds() &- startNanos
         profile.recordDrops(counters.lostRingBufferFull, reason: "lost: ring buffer full")
         profile.recordDrops(counters.malformedRecords, reason: "malformed records")
         profile.recordDrops(counters.internalErrors, reason: "internal error in the BPF sampler")
@@ -110,18 +109,6 @@ public final class Recording {
         return RecordingResult(
             profile: profile, counters: counters, symbolization: stats,
             samplesWithCutStacks: samplesWithCutStacks, stoppedEarly: stop.isStopped)
-    }
-
-    static func monotonicSeconds() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
-    static func wallClockNanos() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }
 
@@ -144,15 +131,15 @@ struct SymbolizedStackCache {
     }
 
     private var entries: [Key: Entry] = [:]
-    private var clearedAt = Recording.monotonicSeconds()
+    private var clearedAt = monotonicNanoseconds()
     static let maximumEntries = 16_384
-    static let lifetimeSeconds = 2.0
+    static let lifetimeNanos: UInt64 = 2_000_000_000
 
     mutating func entry(for sample: StackSample, symbolize: () -> Entry) -> Entry {
         let key = Key(pid: sample.pid, kernel: sample.kernelStack, user: sample.userStack)
         if let entry = entries[key] { return entry }
-        let now = Recording.monotonicSeconds()
-        if entries.count >= Self.maximumEntries || now - clearedAt >= Self.lifetimeSeconds {
+        let now = monotonicNanoseconds()
+        if entries.count >= Self.maximumEntries || now &- clearedAt >= Self.lifetimeNanos {
             entries.removeAll(keepingCapacity: true)
             clearedAt = now
         }

@@ -78,10 +78,3 @@ public enum FileContents {
         access(path, F_OK) == 0
     }
 }
-
-/// Monotonic clock in nanoseconds, for cache ages and refresh intervals.
-public func monotonicNanoseconds() -> UInt64 {
-    var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
-    return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
-}

@@ -231,7 +231,7 @@ public final class Sampler {
         if code == EPERM && geteuid() != 0 {
             return .notPermitted(operation: "loading the BPF sampler")
         }
-        return .loadFailed(errno: code, log: log.trimmingCharacters(in: .whitespacesAndNewlines))
+        return .loadFailed(errno: code, log: log.trimmedWhitespace())
     }
 }
 
@@ -258,9 +258,9 @@ struct ClockTranslation: Sendable {
         // Take the tightest of a few bracketing reads so the offset error stays ~1 us.
         var best: (gap: Int64, offset: Int64) = (.max, 0)
         for _ in 0..<5 {
-            let m1 = Self.now(CLOCK_MONOTONIC)
-            let r = Self.now(CLOCK_REALTIME)
-            let m2 = Self.now(CLOCK_MONOTONIC)
+            let m1 = Int64(monotonicNanoseconds())
+            let r = Int64(wallClockNanoseconds())
+            let m2 = Int64(monotonicNanoseconds())
             if m2 - m1 < best.gap { best = (m2 - m1, r - (m1 + (m2 - m1) / 2)) }
         }
         offset = best.offset
@@ -269,40 +269,42 @@ struct ClockTranslation: Sendable {
     func wallClock(monotonic: UInt64) -> UInt64 {
         UInt64(clamping: Int64(clamping: monotonic) &+ offset)
     }
+}
 
-    static func now(_ clock: clockid_t) -> Int64 {
-        var ts = timespec()
-        clock_gettime(clock, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
+/// Byte offsets of `struct nodeprof_sample`'s fields, computed once (not per sample).
+private enum RecordLayout {
+    typealias Record = nodeprof_sample
+    static let version = MemoryLayout<Record>.offset(of: \.version)!
+    static let flags = MemoryLayout<Record>.offset(of: \.flags)!
+    static let timestamp = MemoryLayout<Record>.offset(of: \.timestamp_ns)!
+    static let cgroupID = MemoryLayout<Record>.offset(of: \.cgroup_id)!
+    static let pid = MemoryLayout<Record>.offset(of: \.pid)!
+    static let tid = MemoryLayout<Record>.offset(of: \.tid)!
+    static let cpu = MemoryLayout<Record>.offset(of: \.cpu)!
+    static let kernelLength = MemoryLayout<Record>.offset(of: \.kernel_stack_len)!
+    static let userLength = MemoryLayout<Record>.offset(of: \.user_stack_len)!
+    static let comm = MemoryLayout<Record>.offset(of: \.comm)!
+    static let frames = MemoryLayout<Record>.offset(of: \.frames)!
 }
 
 /// Decodes one ring-buffer record: the header, then `kernel_stack_len` kernel frames and
 /// `user_stack_len` user frames. Nil when its size or version is wrong.
 func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> StackSample? {
-    typealias Record = nodeprof_sample
-    let framesOffset = MemoryLayout<Record>.offset(of: \.frames)!
-    guard raw.count >= framesOffset,
-        raw.loadUnaligned(fromByteOffset: MemoryLayout<Record>.offset(of: \.version)!, as: UInt32.self)
-            == NODEPROF_RECORD_VERSION
-    else { return nil }
-    func field<T>(_ path: KeyPath<Record, T>, _ type: T.Type) -> T {
-        raw.loadUnaligned(fromByteOffset: MemoryLayout<Record>.offset(of: path)!, as: type)
-    }
+    typealias L = RecordLayout
+    func load<T>(_ offset: Int, as type: T.Type) -> T { raw.loadUnaligned(fromByteOffset: offset, as: type) }
+    guard raw.count >= L.frames, load(L.version, as: UInt32.self) == NODEPROF_RECORD_VERSION else { return nil }
     let depth = Int(NODEPROF_MAX_STACK_DEPTH)
-    let kernelCount = Int(field(\.kernel_stack_len, UInt32.self))
-    let userCount = Int(field(\.user_stack_len, UInt32.self))
-    guard kernelCount <= depth, userCount <= depth,
-        raw.count >= framesOffset + (kernelCount + userCount) * 8
-    else { return nil }
-
-    func frames(from first: Int, count: Int) -> [UInt64] {
-        (first..<first + count).map { raw.loadUnaligned(fromByteOffset: framesOffset + $0 * 8, as: UInt64.self) }
+    let kernelCount = Int(load(L.kernelLength, as: UInt32.self))
+    let userCount = Int(load(L.userLength, as: UInt32.self))
+    guard kernelCount <= depth, userCount <= depth, raw.count >= L.frames + (kernelCount + userCount) * 8 else {
+        return nil
     }
-    let commBase = MemoryLayout<Record>.offset(of: \.comm)!
-    let commBytes = UnsafeRawBufferPointer(rebasing: raw[commBase..<commBase + 16])
+    func frames(from first: Int, count: Int) -> [UInt64] {
+        (first..<first + count).map { load(L.frames + $0 * 8, as: UInt64.self) }
+    }
+    let commBytes = UnsafeRawBufferPointer(rebasing: raw[L.comm..<L.comm + 16])
     let commLength = commBytes.firstIndex(of: 0) ?? 16
-    let flags = field(\.flags, UInt32.self)
+    let flags = load(L.flags, as: UInt32.self)
     var errors: StackErrors = []
     if flags & NODEPROF_FLAG_KSTACK_FAILED != 0 { errors.insert(.kernelStackFailed) }
     if flags & NODEPROF_FLAG_USTACK_FAILED != 0 { errors.insert(.userStackFailed) }
@@ -310,12 +312,12 @@ func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> Sta
     if flags & NODEPROF_FLAG_KSTACK_TRUNCATED != 0 { errors.insert(.kernelStackTruncated) }
 
     return StackSample(
-        pid: Int32(bitPattern: field(\.pid, UInt32.self)),
-        tid: Int32(bitPattern: field(\.tid, UInt32.self)),
-        cpu: field(\.cpu, UInt32.self),
+        pid: Int32(bitPattern: load(L.pid, as: UInt32.self)),
+        tid: Int32(bitPattern: load(L.tid, as: UInt32.self)),
+        cpu: load(L.cpu, as: UInt32.self),
         threadName: String(decoding: commBytes[..<commLength], as: UTF8.self),
-        cgroupID: field(\.cgroup_id, UInt64.self),
-        timestampNanos: clock.wallClock(monotonic: field(\.timestamp_ns, UInt64.self)),
+        cgroupID: load(L.cgroupID, as: UInt64.self),
+        timestampNanos: clock.wallClock(monotonic: load(L.timestamp, as: UInt64.self)),
         kernelStack: frames(from: 0, count: kernelCount),
         userStack: frames(from: kernelCount, count: userCount),
         stackErrors: errors)

@@ -78,5 +78,5 @@ func maxSampleRate() -> Int? {
     guard let text = try? readSmallFile("/proc/sys/kernel/perf_event_max_sample_rate") else {
         return nil
     }
-    return Int(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    return Int(text.trimmedWhitespace())
 }

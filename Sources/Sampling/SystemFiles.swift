@@ -16,7 +16,7 @@ func readSmallFile(_ path: String, limit: Int = 1 << 20) throws(SamplerError) ->
 /// Parses a CPU list such as "0-3,8,10-11" (sysfs cpu/online). Bounded: at most 4096 CPUs.
 public func parseCPUList(_ text: String) -> [Int]? {
     var cpus: [Int] = []
-    for part in text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",") {
+    for part in text.trimmedWhitespace().split(separator: ",") {
         let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
         guard bounds.count == 1 || bounds.count == 2,
             let low = Int(bounds[0]), low >= 0, low < 4096
@@ -29,16 +29,13 @@ public func parseCPUList(_ text: String) -> [Int]? {
 }
 
 extension String {
-    func trimmingCharacters(in set: CharacterSetLite) -> String {
-        var scalars = Substring(self)
-        while let first = scalars.first, set.contains(first) { scalars.removeFirst() }
-        while let last = scalars.last, set.contains(last) { scalars.removeLast() }
-        return String(scalars)
+    /// The string without leading and trailing spaces, tabs and newlines (Sampling does not
+    /// import Foundation).
+    func trimmedWhitespace() -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r" }
+        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
+            return ""
+        }
+        return String(self[first...last])
     }
-}
-
-/// The one character class we need, without pulling Foundation into the hot module.
-struct CharacterSetLite {
-    static let whitespacesAndNewlines = CharacterSetLite()
-    func contains(_ c: Character) -> Bool { c == " " || c == "\t" || c == "\n" || c == "\r" }
 }
