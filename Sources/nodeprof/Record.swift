@@ -62,7 +62,16 @@ struct Record: ParsableCommand {
                 throw ValidationError("--pid \(pid): no such process; check the id with `ps -p \(pid)`")
             }
         }
-        if let output { _ = try OutputFormat(path: output) }
+        if let output {
+            _ = try OutputFormat(path: output)
+            // Check now, not after the recording: a profile that cannot be written is lost.
+            let directory = URL(fileURLWithPath: output).deletingLastPathComponent().path
+            if access(directory, W_OK) != 0 {
+                throw ValidationError(
+                    "--output \(output): cannot write to \(directory) (\(String(cString: strerror(errno)))); choose a writable directory"
+                )
+            }
+        }
     }
 
     func run() throws {

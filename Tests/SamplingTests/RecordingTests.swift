@@ -161,6 +161,10 @@ struct RecordingTests {
         #expect(format.status != 0)
         #expect(format.stderr.contains(".pb.gz"), "\(format.stderr)")
 
+        let directory = try runProgramCapturing(nodeprof, ["record", "--output", "/nonexistent/dir/cpu.pb.gz"])
+        #expect(directory.status != 0)
+        #expect(directory.stderr.contains("cannot write to /nonexistent/dir"), "\(directory.stderr)")
+
         let frequency = try runProgramCapturing(nodeprof, ["record", "--frequency", "10000000", "--duration", "1s"])
         #expect(frequency.status != 0)
         #expect(frequency.stderr.contains("perf_event_max_sample_rate"), "\(frequency.stderr)")
