@@ -161,6 +161,9 @@ struct Summary {
             // Frame-pointer walks through code built without frame pointers.
             parts.append("\(result.samplesWithCutStacks) stacks cut at a broken frame-pointer chain")
         }
+        if let error = s.kernelSymbolsError {
+            parts.append("kernel frames unsymbolized: \(error)")
+        }
         if s.processesUnknown > 0 {
             parts.append("\(s.processesUnknown) processes exited before their maps were read")
         }

@@ -160,14 +160,17 @@ public let syscallWorkloadSource = #"""
     }
     """#
 
+/// Workloads whose call tree a frame-pointer walk must see: frame pointers everywhere, no
+/// inlining, no tail calls.
+public let framePointerFlags = [
+    "-O1", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-inline", "-fno-optimize-sibling-calls",
+]
+
 /// Compiles the call-tree workload with frame pointers and no inlining.
 public func buildCallTreeWorkload(in directory: TemporaryDirectory) throws -> String {
     try compileC(
         callTreeWorkloadSource, in: directory, name: "calltree",
-        flags: [
-            "-O1", "-g", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-inline",
-            "-fno-optimize-sibling-calls",
-        ])
+        flags: framePointerFlags + ["-g"])
 }
 
 /// Compiles the syscall workload.
@@ -209,8 +212,5 @@ public let deepStackWorkloadSource = #"""
 public func buildDeepStackWorkload(in directory: TemporaryDirectory) throws -> String {
     try compileC(
         deepStackWorkloadSource, in: directory, name: "deepstack",
-        flags: [
-            "-O1", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer", "-fno-inline",
-            "-fno-optimize-sibling-calls",
-        ])
+        flags: framePointerFlags)
 }
