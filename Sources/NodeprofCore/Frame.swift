@@ -21,13 +21,19 @@ public struct Module: Sendable, Hashable {
     public var path: String
     /// GNU build id as lowercase hex, when the file carries one.
     public var buildID: String?
+    /// The file's OpenTelemetry `htlhash` (see ``htlHash(head:tail:length:)``), when the
+    /// file could be read.
+    public var htlHash: String?
 
-    public init(start: UInt64, limit: UInt64, fileOffset: UInt64, path: String, buildID: String?) {
+    public init(
+        start: UInt64, limit: UInt64, fileOffset: UInt64, path: String, buildID: String?, htlHash: String? = nil
+    ) {
         self.start = start
         self.limit = limit
         self.fileOffset = fileOffset
         self.path = path
         self.buildID = buildID
+        self.htlHash = htlHash
     }
 
     /// The last path component, for tables ("libc.so.6").

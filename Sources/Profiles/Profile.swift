@@ -22,6 +22,10 @@ public struct Profile: Sendable {
     /// Free-form notes carried into the encoded profile (pprof comments), such as the
     /// command line that produced it.
     public var comments: [String] = []
+    /// What is known about each sampled process beyond its name, by pid: OTLP resource
+    /// attributes such as `process.executable.path` (later `container.id`, `k8s.*`).
+    /// Encoders that have no place for them (pprof) ignore them.
+    public var processAttributes: [Int32: [Attribute]] = [:]
 
     /// Creates an empty profile.
     ///
@@ -92,6 +96,34 @@ public struct Profile: Sendable {
     /// ``comments`` followed by one line per drop reason, as encoders write them.
     public var allComments: [String] {
         comments + drops.map { "dropped \($0.count) samples: \($0.reason)" }
+    }
+}
+
+extension Profile {
+    /// A sample as stored, with its stack as an index into ``storedStacks`` (for encoders
+    /// that translate each distinct stack once).
+    struct StoredSample {
+        var timestampNanos: UInt64
+        var cgroupID: UInt64
+        var pid: Int32
+        var tid: Int32
+        var stack: Int
+        var threadName: String
+        var processName: String?
+    }
+
+    /// The distinct stacks, indexed by ``StoredSample/stack``.
+    var storedStacks: [[Frame]] { store.stacks }
+
+    /// Calls `body` with every sample in order, without rebuilding frame arrays.
+    func forEachStoredSample(_ body: (StoredSample) throws -> Void) rethrows {
+        for record in store.records {
+            try body(
+                StoredSample(
+                    timestampNanos: record.timestampNanos, cgroupID: record.cgroupID, pid: record.pid, tid: record.tid,
+                    stack: Int(record.stack), threadName: store.strings[Int(record.threadName)],
+                    processName: record.processName < 0 ? nil : store.strings[Int(record.processName)]))
+        }
     }
 }
 

@@ -265,7 +265,7 @@ public final class Symbolizer {
         let module = Module(
             start: mapping.start, limit: mapping.end, fileOffset: mapping.offset,
             path: mapping.isAnonymous ? "[anonymous]" : mapping.path,
-            buildID: loaded?.buildIDHex)
+            buildID: loaded?.buildIDHex, htlHash: loaded?.htlHash)
         var function: String? = nil
         if let loaded,
             let virtualAddress = loaded.file.virtualAddress(
@@ -509,6 +509,8 @@ final class LoadedFile {
     let file: ELFFile
     let identity: FileIdentity
     let buildIDHex: String?
+    /// OpenTelemetry file id, from the bytes already mapped (no extra read).
+    let htlHash: String
     let symbols: ELFSymbolTable?
     let symbolTableError: ELFError?
     var lastUse: UInt64 = 0
@@ -518,6 +520,11 @@ final class LoadedFile {
         self.file = file
         self.identity = identity
         self.buildIDHex = file.buildID?.hexString
+        let size = UInt64(file.byteCount)
+        let edge = min(4096, size)
+        self.htlHash = NodeprofCore.htlHash(
+            head: (try? file.bytes(atOffset: 0, count: edge)) ?? [],
+            tail: (try? file.bytes(atOffset: size - edge, count: edge)) ?? [], length: size)
         do {
             symbols = try file.symbolTable()
             symbolTableError = nil
