@@ -85,7 +85,7 @@ struct OTLPDictionaryBuilder {
     /// The index of `link` in link_table (0 means no link).
     mutating func link(_ link: OTLPLink) -> Int32 {
         if link.traceID.allSatisfy({ $0 == 0 }) && link.spanID.allSatisfy({ $0 == 0 }) { return 0 }
-        Self.intern(link, in: &links, table: &dictionary.linkTable)
+        return Self.intern(link, in: &links, table: &dictionary.linkTable)
     }
 
     /// The index of the stack with these locations (leaf first) in stack_table; the empty
