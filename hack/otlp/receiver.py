@@ -684,6 +684,7 @@ class _HttpServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
     block_on_close = False
 
     def __init__(

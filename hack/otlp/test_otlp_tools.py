@@ -619,5 +619,540 @@ class CheckCommandTest(unittest.TestCase):
         self.assertIn("not a valid ExportProfilesServiceRequest", process.stderr)
 
 
+
+# ---------------------------------------------------------------------------------------
+# receiver.py
+
+
+RECEIVER = os.path.join(HERE, "receiver.py")
+GRPC_METHOD = "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
+HTTP_PATH = "/v1development/profiles"
+MAX_REQUEST_BYTES = 65_536  # small, so the size limit is cheap to test
+
+
+def rpc_status_classes() -> tuple[type, type]:
+    """google.rpc.Status and RetryInfo, built from a descriptor here: an independent
+    decoder for the receiver's hand-encoded grpc-status-details-bin."""
+    from google.protobuf import any_pb2, duration_pb2
+
+    field = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="test/google_rpc.proto",
+        package="google.rpc",
+        syntax="proto3",
+        dependency=["google/protobuf/any.proto", "google/protobuf/duration.proto"],
+    )
+    status = file.message_type.add(name="Status")
+    status.field.add(name="code", number=1, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL)
+    status.field.add(name="message", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    status.field.add(
+        name="details", number=3, type=field.TYPE_MESSAGE, type_name=".google.protobuf.Any", label=field.LABEL_REPEATED
+    )
+    retry_info = file.message_type.add(name="RetryInfo")
+    retry_info.field.add(
+        name="retry_delay", number=1, type=field.TYPE_MESSAGE, type_name=".google.protobuf.Duration", label=field.LABEL_OPTIONAL
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
+    pool.AddSerializedFile(duration_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(file)
+    return (
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status")),
+        message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.RetryInfo")),
+    )
+
+
+RpcStatus, RetryInfo = rpc_status_classes()
+
+
+class ReceiverProcess:
+    """receiver.py as a subprocess: ports from its JSON line, stderr kept in a temp file."""
+
+    def __init__(self, *extra: str) -> None:
+        import selectors
+
+        self.stderr = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [sys.executable, RECEIVER, "--grpc-port", "0", "--http-port", "0", "--control-port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+        )
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        ready = selector.select(timeout=20)
+        selector.close()
+        line = self.process.stdout.readline() if ready else ""
+        if not line:
+            self.stop()
+            raise RuntimeError(f"receiver did not start:\n{self.logs()}")
+        self.ports: dict[str, int] = json.loads(line)
+        self.grpc_target = f"127.0.0.1:{self.ports['grpc_port']}"
+        self.http_url = f"http://127.0.0.1:{self.ports['http_port']}"
+        self.control_url = f"http://127.0.0.1:{self.ports['control_port']}"
+
+    def logs(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process.stdout.close()
+        self.stderr.close()
+
+    def control(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.control_url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def requests(self, since: int = 0) -> list[dict[str, Any]]:
+        status, records = self.control("GET", f"/requests?since={since}")
+        assert status == 200, records
+        return records
+
+    def faults(self, *faults: dict[str, Any]) -> None:
+        status, body = self.control("POST", "/faults", list(faults))
+        assert status == 200, body
+
+
+def http_post(url: str, body: bytes, headers: Optional[dict[str, str]] = None, context: Any = None) -> tuple[int, Any, bytes]:
+    """POSTs and returns (status, headers, body) for success and HTTP errors alike."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.headers, error.read()
+
+
+PROTOBUF_HEADERS = {"Content-Type": "application/x-protobuf"}
+GZIP_HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+
+
+class ReceiverTest(unittest.TestCase):
+    """receiver.py over real sockets: both protocols, every fault kind, down / up."""
+
+    receiver: ReceiverProcess
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.receiver = ReceiverProcess("--max-request-bytes", str(MAX_REQUEST_BYTES))
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        logs = cls.receiver.logs()
+        cls.receiver.stop()
+        if "Traceback" in logs or "error serving" in logs:
+            raise AssertionError(f"the receiver logged an unexpected error:\n{logs}")
+
+    def setUp(self) -> None:
+        self.assertEqual(self.receiver.control("POST", "/up")[0], 200)
+        self.assertEqual(self.receiver.control("POST", "/reset")[0], 200)
+        self.channel = grpc.insecure_channel(self.receiver.grpc_target)
+        self.addCleanup(self.channel.close)
+        self.stub = service_grpc.ProfilesServiceStub(self.channel)
+        self.request_bytes = valid_request().SerializeToString()
+
+    def export_grpc(self, **kwargs: Any) -> service_pb2.ExportProfilesServiceResponse:
+        return self.stub.Export(valid_request(), timeout=10, compression=grpc.Compression.Gzip, **kwargs)
+
+    def export_http(self, headers: Optional[dict[str, str]] = None) -> tuple[int, Any, bytes]:
+        return http_post(self.receiver.http_url + HTTP_PATH, gzip.compress(self.request_bytes), headers or GZIP_HEADERS)
+
+    # -- ingest -------------------------------------------------------------------------
+
+    def test_grpc_export_gzip(self) -> None:
+        response = self.export_grpc(metadata=[("x-tenant", "acme"), ("authorization", "Bearer t")])
+        self.assertEqual(response, service_pb2.ExportProfilesServiceResponse())
+        self.stub.Export(valid_request(), timeout=10)  # uncompressed
+        compressed, plain = self.receiver.requests()
+        self.assertEqual(compressed["index"], 0)
+        self.assertEqual(compressed["protocol"], "grpc")
+        self.assertEqual(compressed["path"], GRPC_METHOD)
+        self.assertTrue(compressed["gzip"])
+        self.assertEqual(compressed["message_bytes"], len(self.request_bytes))
+        self.assertLess(compressed["wire_bytes"], compressed["message_bytes"])
+        self.assertEqual(compressed["headers"]["x-tenant"], "acme")
+        self.assertEqual(compressed["headers"]["authorization"], "Bearer t")
+        self.assertEqual(compressed["outcome"], "ok")
+        self.assertEqual(compressed["violations"], [])
+        self.assertEqual(compressed["summary"]["samples"], 5)
+        self.assertEqual(compressed["summary"]["top_functions"][0], ["work", 7])
+        self.assertFalse(plain["gzip"])
+        self.assertEqual(plain["wire_bytes"], len(self.request_bytes))
+        self.assertLessEqual(abs(plain["time"] - time.time()), 30)
+
+    def test_grpc_garbage_is_invalid_argument(self) -> None:
+        raw = self.channel.unary_unary(GRPC_METHOD)
+        with self.assertRaises(grpc.RpcError) as caught:
+            raw(b"\x0a\xff\xff\xff\xff\x0f", timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(grpc.RpcError) as caught:
+            raw(b"\x1f\x8b not gzip at all", timeout=10)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        records = self.receiver.requests()
+        self.assertEqual([r["outcome"] for r in records], ["grpc INVALID_ARGUMENT"] * 2)
+        self.assertIn("not a valid ExportProfilesServiceRequest", records[0]["decode_error"])
+        self.assertTrue(records[1]["gzip"])
+        # The receiver survived: a valid export still works.
+        self.export_grpc()
+
+    def test_grpc_violations_are_recorded_not_refused(self) -> None:
+        request = valid_request()
+        first_profile(request).profile_id = bytes(16)
+        self.stub.Export(request, timeout=10)
+        (record,) = self.receiver.requests()
+        self.assertEqual(record["outcome"], "ok")
+        self.assertEqual(len(record["violations"]), 1)
+        self.assertIn("profile_id is all zero", record["violations"][0])
+
+    def test_http_export_gzip(self) -> None:
+        status, headers, body = self.export_http({**GZIP_HEADERS, "X-Tenant": "acme"})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["Content-Type"], "application/x-protobuf")
+        self.assertEqual(service_pb2.ExportProfilesServiceResponse.FromString(body), service_pb2.ExportProfilesServiceResponse())
+        status, _, _ = http_post(self.receiver.http_url + HTTP_PATH, self.request_bytes, {"Content-Type": "application/x-protobuf; charset=binary"})
+        self.assertEqual(status, 200)
+        compressed, plain = self.receiver.requests()
+        self.assertEqual(compressed["protocol"], "http")
+        self.assertTrue(compressed["gzip"])
+        self.assertEqual(compressed["headers"]["x-tenant"], "acme")
+        self.assertEqual(compressed["headers"]["content-encoding"], "gzip")
+        self.assertEqual(compressed["message_bytes"], len(self.request_bytes))
+        self.assertEqual(compressed["outcome"], "ok")
+        self.assertEqual(compressed["summary"]["resource_profiles"], 2)
+        self.assertFalse(plain["gzip"])
+        self.assertEqual(plain["wire_bytes"], len(self.request_bytes))
+
+    def test_http_chunked_body(self) -> None:
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.receiver.ports["http_port"], timeout=10)
+        self.addCleanup(connection.close)
+        connection.request("POST", HTTP_PATH, body=iter([self.request_bytes[:100], self.request_bytes[100:]]), headers=PROTOBUF_HEADERS, encode_chunked=True)
+        response = connection.getresponse()
+        response.read()
+        self.assertEqual(response.status, 200)
+        self.assertEqual(self.receiver.requests()[0]["message_bytes"], len(self.request_bytes))
+
+    def test_http_refusals(self) -> None:
+        url = self.receiver.http_url
+        cases = [
+            ("wrong content type", url + HTTP_PATH, self.request_bytes, {"Content-Type": "application/json"}, 415),
+            ("unknown encoding", url + HTTP_PATH, self.request_bytes, {**PROTOBUF_HEADERS, "Content-Encoding": "br"}, 415),
+            ("other path", url + "/v1/traces", self.request_bytes, PROTOBUF_HEADERS, 404),
+            ("garbage", url + HTTP_PATH, b"\x0a\xff\xff\xff\xff\x0f", PROTOBUF_HEADERS, 400),
+            ("gzip garbage", url + HTTP_PATH, b"\x1f\x8bnope", GZIP_HEADERS, 400),
+            ("too large", url + HTTP_PATH, bytes(MAX_REQUEST_BYTES + 1), PROTOBUF_HEADERS, 413),
+            ("gzip bomb", url + HTTP_PATH, gzip.compress(bytes(MAX_REQUEST_BYTES * 16)), GZIP_HEADERS, 413),
+        ]
+        for name, target, body, headers, expected in cases:
+            with self.subTest(name=name):
+                status, response_headers, response_body = http_post(target, body, headers)
+                self.assertEqual(status, expected)
+                self.assertEqual(response_headers["Content-Type"], "application/x-protobuf")
+                explanation = RpcStatus.FromString(response_body)
+                self.assertTrue(explanation.message, "the body explains the refusal")
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(url + HTTP_PATH, timeout=10)
+        self.assertEqual(caught.exception.code, 405)
+        caught.exception.close()
+        outcomes = [record["outcome"] for record in self.receiver.requests()]
+        self.assertEqual(outcomes, [f"http {case[-1]}" for case in cases] + ["http 405"])
+
+    def test_last_request(self) -> None:
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(self.receiver.control_url + "/last-request", timeout=10)
+        self.assertEqual(caught.exception.code, 404)
+        caught.exception.close()
+        self.export_grpc()
+        with urllib.request.urlopen(self.receiver.control_url + "/last-request", timeout=10) as response:
+            self.assertEqual(response.headers["X-Request-Index"], "0")
+            self.assertEqual(service_pb2.ExportProfilesServiceRequest.FromString(response.read()), valid_request())
+
+    # -- faults -------------------------------------------------------------------------
+
+    def test_grpc_unavailable_with_retry_info(self) -> None:
+        self.receiver.faults({"grpc_status": "UNAVAILABLE", "message": "try later", "retry_delay_seconds": 2.5})
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.export_grpc()
+        error = caught.exception
+        self.assertEqual(error.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(error.details(), "try later")
+        trailers = dict(error.trailing_metadata())
+        status = RpcStatus.FromString(trailers["grpc-status-details-bin"])
+        self.assertEqual(status.code, grpc.StatusCode.UNAVAILABLE.value[0])
+        self.assertEqual(status.message, "try later")
+        (detail,) = status.details
+        self.assertEqual(detail.type_url, "type.googleapis.com/google.rpc.RetryInfo")
+        retry_info = RetryInfo.FromString(detail.value)
+        self.assertEqual((retry_info.retry_delay.seconds, retry_info.retry_delay.nanos), (2, 500_000_000))
+        self.export_grpc()  # the fault was consumed
+        failed, succeeded = self.receiver.requests()
+        self.assertEqual(failed["outcome"], "grpc UNAVAILABLE")
+        self.assertEqual(failed["fault"]["grpc_status"], "UNAVAILABLE")
+        self.assertEqual(failed["summary"]["samples"], 5, "a fault-answered request is still decoded")
+        self.assertEqual(succeeded["outcome"], "ok")
+
+    def test_grpc_status_without_retry_info(self) -> None:
+        self.receiver.faults({"grpc_status": "RESOURCE_EXHAUSTED"}, {"grpc_status": "invalid_argument", "message": "bad"})
+        for expected in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT):
+            with self.assertRaises(grpc.RpcError) as caught:
+                self.export_grpc()
+            self.assertEqual(caught.exception.code(), expected)
+            self.assertNotIn("grpc-status-details-bin", dict(caught.exception.trailing_metadata() or ()))
+
+    def test_http_status_with_retry_after(self) -> None:
+        self.receiver.faults(
+            {"http_status": 429, "retry_after": "3", "body": "slow down"},
+            {"http_status": 503, "retry_after": "Wed, 21 Oct 2037 07:28:00 GMT", "message": "maintenance"},
+        )
+        status, headers, body = self.export_http()
+        self.assertEqual((status, headers["Retry-After"], body), (429, "3", b"slow down"))
+        self.assertTrue(headers["Content-Type"].startswith("text/plain"))
+        status, headers, body = self.export_http()
+        self.assertEqual((status, headers["Retry-After"]), (503, "Wed, 21 Oct 2037 07:28:00 GMT"))
+        self.assertEqual(RpcStatus.FromString(body).message, "maintenance")
+        self.assertEqual(self.export_http()[0], 200)
+        self.assertEqual([r["outcome"] for r in self.receiver.requests()], ["http 429", "http 503", "ok"])
+
+    def test_partial_success_both_protocols(self) -> None:
+        partial = {"partial_success": {"rejected_profiles": 5, "error_message": "too old"}}
+        self.receiver.faults(partial, partial)
+        response = self.export_grpc()
+        self.assertEqual((response.partial_success.rejected_profiles, response.partial_success.error_message), (5, "too old"))
+        status, _, body = self.export_http()
+        self.assertEqual(status, 200)
+        response = service_pb2.ExportProfilesServiceResponse.FromString(body)
+        self.assertEqual((response.partial_success.rejected_profiles, response.partial_success.error_message), (5, "too old"))
+        self.assertEqual([r["outcome"] for r in self.receiver.requests()], ["partial", "partial"])
+
+    def test_faults_match_their_protocol(self) -> None:
+        self.receiver.faults({"http_status": 503}, {"grpc_status": "UNAVAILABLE"})
+        self.assertEqual(self.receiver.control("GET", "/faults")[1][0]["protocol"], "http")
+        with self.assertRaises(grpc.RpcError):
+            self.export_grpc()  # takes the gRPC fault, skipping the HTTP one
+        self.assertEqual(self.export_http()[0], 503)
+        self.export_grpc()
+        self.assertEqual(self.export_http()[0], 200)
+        self.assertEqual(self.receiver.control("GET", "/status")[1]["pending_faults"], 0)
+
+    def test_delay(self) -> None:
+        self.receiver.faults({"delay_seconds": 0.4}, {"delay_seconds": 0.4, "http_status": 504})
+        started = time.monotonic()
+        self.export_grpc()
+        self.assertGreaterEqual(time.monotonic() - started, 0.4)
+        started = time.monotonic()
+        self.assertEqual(self.export_http()[0], 504)
+        self.assertGreaterEqual(time.monotonic() - started, 0.4)
+
+    def test_bad_faults_are_refused(self) -> None:
+        bad = [
+            {"grpc_status": "NOT_A_CODE"},
+            {"grpc_status": "OK"},
+            {"http_status": 200},
+            {"http_status": "503"},
+            {"retry_after": "3"},
+            {"grpc_status": "UNAVAILABLE", "protocol": "http"},
+            {"http_status": 503, "protocol": "grpc"},
+            {"partial_success": {"rejected_profiles": -1}},
+            {"partial_success": {}, "http_status": 503},
+            {"delay_seconds": -1},
+            {"delay_seconds": float("inf")},
+            {"surprise": True},
+            {},
+            "UNAVAILABLE",
+        ]
+        for fault in bad:
+            with self.subTest(fault=fault):
+                status, body = self.receiver.control("POST", "/faults", [{"grpc_status": "UNAVAILABLE"}, fault])
+                self.assertEqual(status, 400, body)
+                self.assertIn("error", body)
+        self.assertEqual(self.receiver.control("GET", "/faults")[1], [], "a refused list adds nothing")
+
+    # -- control API --------------------------------------------------------------------
+
+    def test_requests_since_and_reset(self) -> None:
+        for _ in range(3):
+            self.export_grpc()
+        self.assertEqual([r["index"] for r in self.receiver.requests(since=1)], [1, 2])
+        self.assertEqual(self.receiver.control("GET", "/requests?since=x")[0], 400)
+        self.receiver.faults({"delay_seconds": 1})
+        status = self.receiver.control("POST", "/reset")[1]
+        self.assertEqual((status["requests_recorded"], status["pending_faults"]), (0, 0))
+        self.assertEqual(self.receiver.requests(), [])
+        self.export_grpc()
+        self.assertEqual(self.receiver.requests()[0]["index"], 0)
+        self.assertEqual(self.receiver.control("GET", "/nope")[0], 404)
+
+    def test_down_and_up(self) -> None:
+        import http.client
+
+        connection = http.client.HTTPConnection("127.0.0.1", self.receiver.ports["http_port"], timeout=10)
+        self.addCleanup(connection.close)
+        connection.request("POST", HTTP_PATH, body=self.request_bytes, headers=PROTOBUF_HEADERS)
+        self.assertEqual(connection.getresponse().read(), b"")
+
+        status, body = self.receiver.control("POST", "/down", {})
+        self.assertEqual(status, 200)
+        self.assertFalse(body["ingest_up"])
+        self.assertIsNone(body["up_at"])
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.export_grpc()
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        with self.assertRaises(urllib.error.URLError) as refused:
+            self.export_http()
+        self.assertIsInstance(refused.exception.reason, ConnectionRefusedError)
+        with self.assertRaises((ConnectionError, http.client.HTTPException)):
+            # The kept-alive connection was closed by /down.
+            connection.request("POST", HTTP_PATH, body=self.request_bytes, headers=PROTOBUF_HEADERS)
+            connection.getresponse()
+
+        status, body = self.receiver.control("POST", "/up")
+        self.assertTrue(body["ingest_up"])
+        self.assertEqual((body["grpc_port"], body["http_port"]), (self.receiver.ports["grpc_port"], self.receiver.ports["http_port"]))
+        # A fresh subchannel: the shared one is still backing off from the refused connects.
+        with grpc.insecure_channel(self.receiver.grpc_target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            service_grpc.ProfilesServiceStub(channel).Export(valid_request(), timeout=10)
+        self.assertEqual(self.export_http()[0], 200)
+
+    def test_down_for_seconds_reopens(self) -> None:
+        status, body = self.receiver.control("POST", "/down", {"seconds": 0.3})
+        self.assertFalse(body["ingest_up"])
+        self.assertGreater(body["up_at"], time.time())
+        with self.assertRaises(urllib.error.URLError):
+            self.export_http()
+        deadline = time.monotonic() + 5
+        while not self.receiver.control("GET", "/status")[1]["ingest_up"]:
+            self.assertLess(time.monotonic(), deadline, "ingest did not come back")
+            time.sleep(0.05)
+        self.assertEqual(self.export_http()[0], 200)
+        self.assertEqual(self.receiver.control("POST", "/down", {"seconds": "soon"})[0], 400)
+
+
+class ReceiverLifecycleTest(unittest.TestCase):
+    def test_sigterm_and_sigint_exit_promptly(self) -> None:
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            with self.subTest(signal=signal_number):
+                receiver = ReceiverProcess()
+                receiver.faults({"delay_seconds": 60})
+                # A stalled export must not hold the exit up.
+                stalled = threading.Thread(target=lambda: http_post(receiver.http_url + HTTP_PATH, b"", PROTOBUF_HEADERS))
+                stalled.daemon = True
+                stalled.start()
+                time.sleep(0.2)
+                started = time.monotonic()
+                receiver.process.send_signal(signal_number)
+                self.assertEqual(receiver.process.wait(timeout=5), 0)
+                self.assertLess(time.monotonic() - started, 3)
+                self.assertNotIn("Traceback", receiver.logs())
+                receiver.stop()
+
+    def test_bad_command_lines(self) -> None:
+        for args in (["--grpc-port", "0"], ["--grpc-port", "0", "--http-port", "0", "--control-port", "0", "--tls-cert", "x"]):
+            process = subprocess.run([sys.executable, RECEIVER, *args], capture_output=True, text=True, timeout=30)
+            self.assertEqual(process.returncode, 2)
+            self.assertEqual(process.stdout, "")
+
+    def test_port_in_use_fails_cleanly(self) -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            process = subprocess.run(
+                [sys.executable, RECEIVER, "--grpc-port", "0", "--http-port", str(port), "--control-port", "0"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+        self.assertEqual(process.returncode, 1)
+        self.assertEqual(process.stdout, "")
+        self.assertIn("cannot start", process.stderr)
+
+
+@unittest.skipUnless(shutil.which("openssl"), "openssl is needed to make test certificates")
+class ReceiverTlsTest(unittest.TestCase):
+    """mTLS on both protocols with throwaway certificates (CA, server, client)."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.directory = tempfile.mkdtemp(prefix="otlp-tls-")
+        files = {name: os.path.join(cls.directory, name) for name in ("ca.key", "ca.pem", "server.key", "server.pem", "client.key", "client.pem")}
+        cls.files = files
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        openssl("req", "-x509", *ec, "-keyout", files["ca.key"], "-out", files["ca.pem"], "-subj", "/CN=test-ca", "-days", "1",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        for name, extensions in (
+            ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n"),
+        ):
+            csr = os.path.join(cls.directory, f"{name}.csr")
+            extfile = os.path.join(cls.directory, f"{name}.ext")
+            with open(extfile, "w") as file:
+                file.write(extensions)
+            openssl("req", "-new", *ec, "-keyout", files[f"{name}.key"], "-out", csr, "-subj", f"/CN=test-{name}")
+            openssl("x509", "-req", "-in", csr, "-CA", files["ca.pem"], "-CAkey", files["ca.key"], "-CAcreateserial",
+                    "-out", files[f"{name}.pem"], "-days", "1", "-extfile", extfile)
+        cls.receiver = ReceiverProcess(
+            "--tls-cert", files["server.pem"], "--tls-key", files["server.key"], "--tls-client-ca", files["ca.pem"]
+        )
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.receiver.stop()
+        shutil.rmtree(cls.directory)
+
+    def read(self, name: str) -> bytes:
+        with open(self.files[name], "rb") as file:
+            return file.read()
+
+    def ssl_context(self, client_cert: bool) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.files["ca.pem"])
+        if client_cert:
+            context.load_cert_chain(self.files["client.pem"], self.files["client.key"])
+        return context
+
+    def test_grpc_mtls(self) -> None:
+        credentials = grpc.ssl_channel_credentials(self.read("ca.pem"), self.read("client.key"), self.read("client.pem"))
+        with grpc.secure_channel(f"127.0.0.1:{self.receiver.ports['grpc_port']}", credentials) as channel:
+            service_grpc.ProfilesServiceStub(channel).Export(valid_request(), timeout=10, compression=grpc.Compression.Gzip)
+        without_client_cert = grpc.ssl_channel_credentials(self.read("ca.pem"))
+        with grpc.secure_channel(f"127.0.0.1:{self.receiver.ports['grpc_port']}", without_client_cert) as channel:
+            with self.assertRaises(grpc.RpcError) as caught:
+                service_grpc.ProfilesServiceStub(channel).Export(valid_request(), timeout=10)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        record = [r for r in self.receiver.requests() if r["protocol"] == "grpc"][-1]
+        self.assertTrue(record["tls"])
+        self.assertTrue(record["gzip"])
+        self.assertEqual(record["client_cert_cn"], "test-client")
+
+    def test_http_mtls(self) -> None:
+        url = f"https://127.0.0.1:{self.receiver.ports['http_port']}{HTTP_PATH}"
+        body = gzip.compress(valid_request().SerializeToString())
+        status, _, _ = http_post(url, body, GZIP_HEADERS, context=self.ssl_context(client_cert=True))
+        self.assertEqual(status, 200)
+        with self.assertRaises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            http_post(url, body, GZIP_HEADERS, context=self.ssl_context(client_cert=False))
+        record = [r for r in self.receiver.requests() if r["protocol"] == "http"][-1]
+        self.assertEqual((record["tls"], record["client_cert_cn"], record["outcome"]), (True, "test-client", "ok"))
+        # The control API stays plain HTTP.
+        self.assertEqual(self.receiver.control("GET", "/status")[1]["tls"], True)
+
+
 if __name__ == "__main__":
     unittest.main()
