@@ -51,10 +51,13 @@ MAX_VALUE_DEPTH = 64
 # Longest string quoted inside a violation message.
 MAX_QUOTED = 80
 
-# Summary bounds: a summary is stored per request by the receiver.
+# Summary bounds: the receiver stores a summary per request.
 SUMMARY_TOP_FUNCTIONS = 100
+SUMMARY_TOP_FUNCTIONS_PER_RESOURCE = 50
 SUMMARY_MAX_RESOURCES = 256
-SUMMARY_MAX_STRING = 4096
+SUMMARY_MAX_ATTRIBUTES = 128  # also the most array / kvlist elements converted
+SUMMARY_MAX_DEPTH = 8  # deepest array / kvlist nesting converted
+SUMMARY_MAX_STRING = 1024
 
 _TABLES = (
     "mapping_table",
@@ -135,7 +138,9 @@ def any_value_to_python(value: common_pb2.AnyValue, strings: Sequence[str], dept
     """Converts an AnyValue to a JSON-able Python value.
 
     Strings longer than SUMMARY_MAX_STRING are cut, bytes become lowercase hex, non-finite
-    doubles become strings, string_value_strindex is resolved through `strings`.
+    doubles become strings, string_value_strindex is resolved through `strings`; arrays
+    and kvlists keep their first SUMMARY_MAX_ATTRIBUTES elements and SUMMARY_MAX_DEPTH
+    levels.
     """
     kind = value.WhichOneof("value")
     if kind is None:
@@ -156,15 +161,14 @@ def any_value_to_python(value: common_pb2.AnyValue, strings: Sequence[str], dept
         return number if math.isfinite(number) else str(number)
     if kind == "bytes_value":
         return value.bytes_value[: SUMMARY_MAX_STRING // 2].hex()
-    if depth >= MAX_VALUE_DEPTH:
+    if depth >= SUMMARY_MAX_DEPTH:
         return "[nested too deeply]"
     if kind == "array_value":
-        return [any_value_to_python(item, strings, depth + 1) for item in value.array_value.values]
+        items = value.array_value.values[:SUMMARY_MAX_ATTRIBUTES]
+        return [any_value_to_python(item, strings, depth + 1) for item in items]
     if kind == "kvlist_value":
-        return {
-            _key_of(pair, strings): any_value_to_python(pair.value, strings, depth + 1)
-            for pair in value.kvlist_value.values
-        }
+        pairs = value.kvlist_value.values[:SUMMARY_MAX_ATTRIBUTES]
+        return {_key_of(pair, strings)[:SUMMARY_MAX_STRING]: any_value_to_python(pair.value, strings, depth + 1) for pair in pairs}
     return None
 
 
@@ -615,9 +619,12 @@ def summarize(request: ExportProfilesServiceRequest) -> dict[str, Any]:
     Keys: resource_profiles, profiles, samples, total_weight (sum of values, or the number
     of timestamps for samples without values), weight_by_sample_type ("type/unit" ->
     weight), resources (per ResourceProfiles: attributes as key -> value, profiles, samples,
-    weight; at most SUMMARY_MAX_RESOURCES), top_functions ([[leaf function name, weight],
-    ...] descending, at most SUMMARY_TOP_FUNCTIONS) and top_functions_by_resource (the same
-    keyed by the resource's process.pid, as a string, for resources that carry one).
+    weight; at most SUMMARY_MAX_RESOURCES resources of SUMMARY_MAX_ATTRIBUTES attributes),
+    top_functions ([[leaf function name, weight], ...] by descending weight, then name; at
+    most SUMMARY_TOP_FUNCTIONS) and top_functions_by_resource (the same, at most
+    SUMMARY_TOP_FUNCTIONS_PER_RESOURCE each, keyed by the resource's process.pid as a
+    string, for resources that carry one; resources with the same pid add up).
+    Strings are cut to SUMMARY_MAX_STRING characters.
     A sample's function is its leaf: stack.location_indices[0] -> location.lines[0] ->
     function name, "[unknown]" when any step is missing or out of range.
     """
@@ -655,7 +662,7 @@ def summarize(request: ExportProfilesServiceRequest) -> dict[str, Any]:
     resources: list[dict[str, Any]] = []
     for resource_profiles in request.resource_profiles:
         attributes: dict[str, Any] = {}
-        for pair in resource_profiles.resource.attributes:
+        for pair in resource_profiles.resource.attributes[:SUMMARY_MAX_ATTRIBUTES]:
             attributes.setdefault(_key_of(pair, strings)[:SUMMARY_MAX_STRING], any_value_to_python(pair.value, strings))
         pid = attributes.get("process.pid")
         pid_top = None
@@ -690,6 +697,6 @@ def summarize(request: ExportProfilesServiceRequest) -> dict[str, Any]:
         "resources": resources,
         "top_functions": _top(top, SUMMARY_TOP_FUNCTIONS),
         "top_functions_by_resource": {
-            pid: _top(weights, SUMMARY_TOP_FUNCTIONS) for pid, weights in top_by_pid.items()
+            pid: _top(weights, SUMMARY_TOP_FUNCTIONS_PER_RESOURCE) for pid, weights in top_by_pid.items()
         },
     }

@@ -44,7 +44,7 @@ import urllib.parse
 from collections import deque
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2

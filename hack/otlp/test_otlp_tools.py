@@ -195,6 +195,24 @@ class CheckerTest(unittest.TestCase):
         request.resource_profiles[0].resource.attributes.add(key="x").value.double_value = float("nan")
         json.dumps(conformance.summarize(request), allow_nan=False)
 
+    def test_summary_is_bounded(self) -> None:
+        request = valid_request()
+        attributes = request.resource_profiles[0].resource.attributes
+        wide = attributes.add(key="wide").value.kvlist_value
+        for i in range(500):
+            wide.values.add(key=f"k{i}").value.string_value = "v" * 5000
+        deep = attributes.add(key="deep").value
+        for _ in range(40):
+            deep = deep.array_value.values.add()
+        for i in range(500):
+            attributes.add(key=f"extra{i}").value.bytes_value = b"\xff" * 5000
+        summary = conformance.summarize(request)
+        resource = summary["resources"][0]["attributes"]
+        self.assertEqual(len(resource), conformance.SUMMARY_MAX_ATTRIBUTES)
+        self.assertEqual(len(resource["wide"]), conformance.SUMMARY_MAX_ATTRIBUTES)
+        self.assertEqual(len(resource["wide"]["k0"]), conformance.SUMMARY_MAX_STRING)
+        self.assertLess(len(json.dumps(summary)), 1_000_000)
+
     # -- dictionary rules ---------------------------------------------------------------
 
     def test_dictionary_missing(self) -> None:
