@@ -1,0 +1,143 @@
+import AsyncHTTPClient
+import GRPCCore
+import GRPCProtobuf
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import NodeprofCore
+import Profiles
+
+/// OTLP/HTTP with binary protobuf: `POST` to the endpoint through AsyncHTTPClient.
+///
+/// The body is the request, gzip-compressed when configured (`Content-Encoding: gzip`);
+/// redirects are not followed (a POST body would be lost or resent elsewhere); the timeout
+/// bounds the whole attempt.
+final class HTTPExportTransport: OTLPExportTransport {
+    /// Responses are an `ExportProfilesServiceResponse` or a `google.rpc.Status`; both small.
+    static let maxResponseBytes = 1 << 20
+
+    private let client: HTTPClient
+    private let url: String
+    private let headers: HTTPHeaders
+    private let compression: OTLPExporterConfiguration.Compression
+    private let timeout: TimeAmount
+
+    init(configuration: OTLPExporterConfiguration) throws(OTLPConfigurationError) {
+        let endpoint = configuration.endpoint
+        var tlsConfiguration: TLSConfiguration?
+        if endpoint.usesTLS {
+            let files = try TLSFiles(configuration.tls)
+            var tls = TLSConfiguration.makeClientConfiguration()
+            do {
+                if let authority = files.certificateAuthority {
+                    tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(authority))
+                }
+                if let certificate = files.clientCertificate, let key = files.clientKey {
+                    tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
+                    tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
+                }
+            } catch {
+                throw OTLPConfigurationError(
+                    setting: "TLS files",
+                    value: [
+                        configuration.tls.certificateAuthorityFile, configuration.tls.clientCertificateFile,
+                        configuration.tls.clientKeyFile,
+                    ].compactMap { $0 }.joined(separator: ", "),
+                    problem: "cannot load the certificates or key (\(error)); check that they are PEM and match")
+            }
+            if configuration.tls.skipServerVerification { tls.certificateVerification = .none }
+            tlsConfiguration = tls
+        }
+
+        let timeout = TimeAmount.nanoseconds(Self.nanoseconds(configuration.timeout))
+        var clientConfiguration = HTTPClient.Configuration(
+            tlsConfiguration: tlsConfiguration, redirectConfiguration: .disallow,
+            timeout: .init(connect: min(timeout, .seconds(10)), read: timeout))
+        clientConfiguration.decompression = .disabled
+        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration)
+        url = endpoint.url
+        compression = configuration.compression
+        self.timeout = timeout
+
+        var headers = HTTPHeaders()
+        for header in configuration.headers {
+            headers.add(name: header.name, value: header.value)
+        }
+        headers.replaceOrAdd(name: "content-type", value: "application/x-protobuf")
+        if compression == .gzip { headers.replaceOrAdd(name: "content-encoding", value: "gzip") }
+        headers.replaceOrAdd(name: "user-agent", value: "nodeprof")
+        self.headers = headers
+    }
+
+    func export(_ request: [UInt8]) async -> OTLPExportAttemptOutcome {
+        var body = request
+        if compression == .gzip {
+            do {
+                body = try Gzip.compress(request, level: 6)
+            } catch {
+                return .permanent(reason: "cannot gzip the request: \(error)")
+            }
+        }
+        var httpRequest = HTTPClientRequest(url: url)
+        httpRequest.method = .POST
+        httpRequest.headers = headers
+        httpRequest.body = .bytes(body)
+
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(httpRequest, timeout: timeout)
+        } catch {
+            // Connection refused or reset, TLS failure, timeout: all transient (OTLP spec,
+            // "All Other Responses" and "OTLP/HTTP Connection").
+            return .retryable(
+                reason: "HTTP request failed: \(String(describing: error).escapedForMessage)", retryAfter: nil)
+        }
+        var responseBody: [UInt8] = []
+        if var buffer = try? await response.body.collect(upTo: Self.maxResponseBytes) {
+            responseBody = buffer.readBytes(length: buffer.readableBytes) ?? []
+        }
+        return Self.outcome(
+            status: Int(response.status.code), contentType: response.headers.first(name: "content-type"),
+            retryAfter: response.headers.first(name: "retry-after"), body: responseBody,
+            nowUnixSeconds: Int64(wallClockNanoseconds() / 1_000_000_000))
+    }
+
+    func shutdown() async {
+        try? await client.shutdown()
+    }
+
+    /// Classifies a response (OTLP spec, "OTLP/HTTP Response"): 2xx carries an
+    /// `ExportProfilesServiceResponse`; failures carry a `google.rpc.Status` whose message is
+    /// reported, and Retry-After is honoured on retryable ones ("OTLP/HTTP Throttling").
+    static func outcome(
+        status: Int, contentType: String?, retryAfter: String?, body: [UInt8], nowUnixSeconds: Int64
+    ) -> OTLPExportAttemptOutcome {
+        if (200..<300).contains(status) {
+            do {
+                return .success(try OTLPExportResult(serializedResponse: body))
+            } catch {
+                return .success(OTLPExportResult(errorMessage: "accepted, but the response is unreadable: \(error)"))
+            }
+        }
+        let delay = retryAfter.flatMap { RetryAfter.delay($0, nowUnixSeconds: nowUnixSeconds) }
+        return OTLPRetryClassification.httpFailure(
+            status: status, message: errorMessage(body: body, contentType: contentType), retryAfter: delay)
+    }
+
+    /// The receiver's explanation: the `google.rpc.Status` message of a protobuf body, else
+    /// the body as text (bounded, control characters escaped).
+    static func errorMessage(body: [UInt8], contentType: String?) -> String {
+        if contentType?.lowercased().hasPrefix("application/x-protobuf") == true,
+            let status = try? GoogleRPCStatus(serializedBytes: body)
+        {
+            return status.message.escapedForMessage
+        }
+        return String(decoding: body.prefix(1024), as: UTF8.self).trimmingASCIIWhitespace().escapedForMessage
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        let (wholeNanoseconds, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? Int64.max : wholeNanoseconds.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+    }
+}
