@@ -56,13 +56,26 @@ public final class Recording {
         self.sampler = try Sampler(configuration: configuration)
     }
 
-    public func run(stop: StopSignal, progress: (RecordingProgress) -> Void) throws(SamplerError) -> RecordingResult {
+    /// Records until the duration has passed or `stop` is raised.
+    ///
+    /// With `window`, the recording is cut into windows of `window.seconds`: each closed
+    /// window's profile (its samples, its share of the drop counters, attributes of its
+    /// processes) goes to `window.handler` on this thread as soon as it closes, the last
+    /// one when the recording stops; the result still holds the whole recording.
+    public func run(
+        stop: StopSignal, window: RecordingWindow? = nil, progress: (RecordingProgress) -> Void
+    ) throws(SamplerError) -> RecordingResult {
         let started = monotonicNanoseconds()
-        var profile = Profile(startTimeNanos: startNanos, frequencyHz: sampler.configuration.frequency)
+        let frequency = sampler.configuration.frequency
+        var current = Profile(startTimeNanos: startNanos, frequencyHz: frequency)
+        var total: Profile? = window == nil ? nil : Profile(startTimeNanos: startNanos, frequencyHz: frequency)
+        var windowStarted = started
         var lastReport = started
+        var countersAtWindowStart = SamplerCounters()
         let symbolizer = self.symbolizer
 
         var stacks = SymbolizedStackCache()
+        var executables = ExecutablePaths()
         var samplesWithCutStacks = 0
         func consume(_ sample: StackSample) {
             let entry = stacks.entry(for: sample) {
@@ -70,12 +83,28 @@ public final class Recording {
                 // The symbolizer emits a frame per address unless it cut a broken chain.
                 let cut = symbolized.frames.count < sample.kernelStack.count + sample.userStack.count
                 return SymbolizedStackCache.Entry(
-                    processName: symbolized.processName, stack: profile.intern(stack: symbolized.frames), cut: cut)
+                    processName: symbolized.processName, stack: current.intern(stack: symbolized.frames), cut: cut)
             }
             if entry.cut { samplesWithCutStacks += 1 }
-            profile.add(
+            if current.processAttributes[sample.pid] == nil {
+                current.processAttributes[sample.pid] = executables.attributes(pid: sample.pid)
+            }
+            current.add(
                 stack: entry.stack, pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
                 processName: entry.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos)
+        }
+
+        // Closes the current window: duration, its share of the losses, hand-off.
+        func closeWindow() throws(SamplerError) -> Profile {
+            let counters = try sampler.counters()
+            let end = wallClockNanoseconds()
+            current.durationNanos = end &- current.startTimeNanos
+            Self.recordDrops(counters.subtracting(countersAtWindowStart), in: &current)
+            countersAtWindowStart = counters
+            let closed = current
+            current = Profile(startTimeNanos: end, frequencyHz: frequency)
+            stacks = SymbolizedStackCache()  // its entries refer to the closed profile's stacks
+            return closed
         }
 
         while !stop.isStopped {
@@ -87,28 +116,79 @@ public final class Recording {
             let timeout = Int32(min(100, max(1, remaining * 1000)))
             try sampler.poll(timeoutMilliseconds: timeout, consume)
             let now = monotonicNanoseconds()
+            if let window, Double(now - windowStarted) / 1e9 >= window.seconds {
+                windowStarted = now
+                let closed = try closeWindow()
+                window.handler(closed)
+                total?.append(contentsOf: closed)
+            }
             if now - lastReport >= 1_000_000_000 {
                 lastReport = now
                 let lost = (try? sampler.counters().lostRingBufferFull) ?? 0
                 progress(
                     .init(
                         elapsedSeconds: Double(now - started) / 1e9, plannedSeconds: durationSeconds,
-                        samples: profile.sampleCount, processes: symbolizer.statistics.processesTracked, lost: lost))
+                        samples: (total?.sampleCount ?? 0) + current.sampleCount,
+                        processes: symbolizer.statistics.processesTracked, lost: lost))
             }
         }
         // Samples already in the ring buffer belong to the recording window: drain them.
         while try sampler.poll(timeoutMilliseconds: 0, consume) > 0 {}
 
         let counters = try sampler.counters()
-        profile.durationNanos = wallClockNanoseconds() &- startNanos
-        profile.recordDrops(counters.lostRingBufferFull, reason: "lost: ring buffer full")
-        profile.recordDrops(counters.malformedRecords, reason: "malformed records")
-        profile.recordDrops(counters.internalErrors, reason: "internal error in the BPF sampler")
+        let last = try closeWindow()
+        var profile: Profile
+        if let window, var total {
+            window.handler(last)
+            total.append(contentsOf: last)
+            profile = total
+        } else {
+            profile = last
+        }
         profile.comments.append("idle samples dropped: \(counters.idleDropped)")
         let stats = symbolizer.statistics
         return RecordingResult(
             profile: profile, counters: counters, symbolization: stats,
             samplesWithCutStacks: samplesWithCutStacks, stoppedEarly: stop.isStopped)
+    }
+
+    private static func recordDrops(_ counters: SamplerCounters, in profile: inout Profile) {
+        profile.recordDrops(counters.lostRingBufferFull, reason: "lost: ring buffer full")
+        profile.recordDrops(counters.malformedRecords, reason: "malformed records")
+        profile.recordDrops(counters.internalErrors, reason: "internal error in the BPF sampler")
+    }
+}
+
+/// How ``Recording/run(stop:window:progress:)`` cuts a recording into windows.
+public struct RecordingWindow {
+    /// Length of a window in seconds.
+    public var seconds: Double
+    /// Receives each closed window's profile, on the recording thread.
+    public var handler: (Profile) -> Void
+
+    public init(seconds: Double, handler: @escaping (Profile) -> Void) {
+        self.seconds = seconds
+        self.handler = handler
+    }
+}
+
+/// `process.executable.path` of each process, read once from /proc/PID/exe. Bounded: the
+/// table is cleared when it holds 65,536 processes (pids are reused anyway).
+struct ExecutablePaths {
+    private var paths: [Int32: String?] = [:]
+    static let maximumEntries = 65_536
+
+    mutating func attributes(pid: Int32) -> [Attribute] {
+        let path: String?
+        if let known = paths[pid] {
+            path = known
+        } else {
+            if paths.count >= Self.maximumEntries { paths.removeAll(keepingCapacity: true) }
+            // Fails for kernel threads and processes that already exited: no attribute.
+            path = FileContents.readLink("/proc/\(pid)/exe")
+            paths[pid] = path
+        }
+        return path.map { [Attribute("process.executable.path", .string($0))] } ?? []
     }
 }
 

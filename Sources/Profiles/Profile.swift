@@ -80,6 +80,34 @@ public struct Profile: Sendable {
             cgroupID: cgroupID, timestampNanos: timestampNanos)
     }
 
+    /// Adds every sample and drop count of `other` (a later window of the same recording):
+    /// its stacks are interned once each, so this costs one small record per sample. The
+    /// window widens to cover both; comments and process attributes of `other` are added
+    /// when new.
+    public mutating func append(contentsOf other: Profile) {
+        var translated: [Int32?] = Array(repeating: nil, count: other.store.stacks.count)
+        for record in other.store.records {
+            let stack: Int32
+            if let known = translated[Int(record.stack)] {
+                stack = known
+            } else {
+                stack = store.intern(stack: other.store.stacks[Int(record.stack)])
+                translated[Int(record.stack)] = stack
+            }
+            store.add(
+                stack: stack, pid: record.pid, tid: record.tid,
+                threadName: other.store.strings[Int(record.threadName)],
+                processName: record.processName < 0 ? nil : other.store.strings[Int(record.processName)],
+                cgroupID: record.cgroupID, timestampNanos: record.timestampNanos)
+        }
+        for drop in other.drops { recordDrops(drop.count, reason: drop.reason) }
+        for comment in other.comments where !comments.contains(comment) { comments.append(comment) }
+        processAttributes.merge(other.processAttributes) { mine, _ in mine }
+        let end = max(startTimeNanos &+ durationNanos, other.startTimeNanos &+ other.durationNanos)
+        startTimeNanos = min(startTimeNanos, other.startTimeNanos)
+        durationNanos = end &- startTimeNanos
+    }
+
     /// Counts `count` samples lost for `reason` ("ring buffer full", "no stack").
     ///
     /// Counts for the same reason add up; reasons keep the order they were first seen in.

@@ -64,6 +64,22 @@ public struct SamplerCounters: Sendable, Hashable {
     public var malformedRecords: UInt64 = 0
 
     public init() {}
+
+    /// The counts since `earlier` (a snapshot of the same sampler), field by field.
+    public func subtracting(_ earlier: SamplerCounters) -> SamplerCounters {
+        var delta = SamplerCounters()
+        delta.seen = seen &- earlier.seen
+        delta.submitted = submitted &- earlier.submitted
+        delta.idleDropped = idleDropped &- earlier.idleDropped
+        delta.filteredOut = filteredOut &- earlier.filteredOut
+        delta.lostRingBufferFull = lostRingBufferFull &- earlier.lostRingBufferFull
+        delta.kernelStackFailed = kernelStackFailed &- earlier.kernelStackFailed
+        delta.userStackFailed = userStackFailed &- earlier.userStackFailed
+        delta.internalErrors = internalErrors &- earlier.internalErrors
+        delta.received = received &- earlier.received
+        delta.malformedRecords = malformedRecords &- earlier.malformedRecords
+        return delta
+    }
 }
 
 /// The BPF on-CPU sampler: loads the embedded program, opens a cpu-clock perf event per

@@ -203,3 +203,15 @@ public struct KernelSymbols: Sendable {
         return Line(address: address, isText: isText, name: fields[2], module: module)
     }
 }
+
+extension KernelSymbols {
+    /// The running kernel's GNU build id (lowercase hex) from `/sys/kernel/notes`, the note
+    /// list the kernel exports; nil when the file is unreadable or has no build-id note.
+    /// OTLP identifies the kernel mapping by it.
+    public static func buildID(notesPath: String = "/sys/kernel/notes") -> String? {
+        guard let bytes = try? FileContents.read(notesPath, limit: 64 << 10), !bytes.isEmpty,
+            let image = try? bytes.withUnsafeBytes({ buffer throws(ELFError) in try ELFImage(copying: buffer) })
+        else { return nil }
+        return ELFNotes.buildID(image: image, offset: 0, size: UInt64(bytes.count), alignment: 4)?.hexString
+    }
+}

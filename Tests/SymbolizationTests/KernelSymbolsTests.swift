@@ -1,5 +1,6 @@
 import Foundation
 import NodeprofCore
+import TestSupport
 import Testing
 
 @testable import Symbolization
@@ -99,5 +100,45 @@ import Testing
                 kernelStack: [0xffff_ffff_8100_0000], userStack: []))
         #expect(symbolized.frames.first?.function == nil)
         #expect(symbolizer.statistics.kernelSymbolsError?.contains("kptr_restrict") == true)
+    }
+}
+
+@Suite struct KernelBuildIDTests {
+    @Test func readsTheRunningKernelsBuildID() throws {
+        let bytes = try FileContents.read("/sys/kernel/notes", limit: 1 << 16)
+        // Independent scan: the 20 bytes after the first "GNU\0" of a type-3 note.
+        var expected: String?
+        var offset = 0
+        while offset + 16 <= bytes.count {
+            let word = { (at: Int) in bytes[at..<at + 4].reversed().reduce(0) { $0 << 8 | Int($1) } }
+            let (nameSize, descriptorSize, type) = (word(offset), word(offset + 4), word(offset + 8))
+            let descriptor = offset + 12 + (nameSize + 3) / 4 * 4
+            if type == 3 && Array(bytes[offset + 12..<offset + 16]) == [0x47, 0x4e, 0x55, 0] {
+                expected = bytes[descriptor..<descriptor + descriptorSize].map { String(format: "%02x", $0) }.joined()
+                break
+            }
+            offset = descriptor + (descriptorSize + 3) / 4 * 4
+        }
+        #expect(expected != nil)
+        #expect(KernelSymbols.buildID() == expected)
+    }
+
+    @Test func hostileNotesGiveNoBuildID() throws {
+        let directory = try TemporaryDirectory()
+        let cases: [[UInt8]] = [
+            [],
+            [0x04, 0, 0, 0],
+            // namesz 4, descsz 0x7fffffff, type 3, "GNU\0": the descriptor does not fit.
+            [0x04, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0x03, 0, 0, 0, 0x47, 0x4e, 0x55, 0, 1, 2],
+            // namesz huge.
+            [0xff, 0xff, 0xff, 0xff, 0x04, 0, 0, 0, 0x03, 0, 0, 0, 0x47, 0x4e, 0x55, 0, 1, 2, 3, 4],
+            Array(repeating: 0xff, count: 4096),
+        ]
+        for (index, bytes) in cases.enumerated() {
+            let path = directory.file("notes-\(index)")
+            FileManager.default.createFile(atPath: path, contents: Data(bytes))
+            #expect(KernelSymbols.buildID(notesPath: path) == nil)
+        }
+        #expect(KernelSymbols.buildID(notesPath: directory.file("missing")) == nil)
     }
 }

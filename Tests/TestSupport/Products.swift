@@ -63,3 +63,32 @@ public func goToolPprof(_ arguments: [String]) throws -> String {
     env["GOTOOLCHAIN"] = "local"
     return try runProgram(go, ["tool", "pprof"] + arguments, environment: env)
 }
+
+/// The repository's root directory (where Package.swift is), found from this file's path.
+public func repositoryRoot(_ file: StaticString = #filePath) -> String {
+    var url = URL(fileURLWithPath: "\(file)")
+    while url.path != "/" {
+        url.deleteLastPathComponent()
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+    }
+    return FileManager.default.currentDirectoryPath
+}
+
+/// Runs the OTLP conformance checker (`hack/otlp/check.py`, official opentelemetry-proto
+/// code in .venv, installed by hack/setup) on a serialized ExportProfilesServiceRequest and
+/// returns its violations (empty when the request follows every rule).
+public func otlpConformanceViolations(_ request: [UInt8]) throws -> [String] {
+    let root = repositoryRoot()
+    let directory = try TemporaryDirectory()
+    let path = directory.file("request.otlp")
+    try Data(request).write(to: URL(fileURLWithPath: path))
+    let result = try runProgramCapturing("\(root)/.venv/bin/python", ["\(root)/hack/otlp/check.py", "--json", path])
+    guard result.status == 0 || result.status == 1 else {
+        throw FixtureError("hack/otlp/check.py failed (\(result.status)): \(result.stderr)\(result.stdout)")
+    }
+    guard let line = result.stdout.split(separator: "\n").first,
+        let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+        let violations = object["violations"] as? [String]
+    else { throw FixtureError("hack/otlp/check.py printed no JSON: \(result.stdout)") }
+    return violations
+}
