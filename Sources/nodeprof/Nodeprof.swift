@@ -12,7 +12,7 @@ struct Nodeprof: ParsableCommand {
             Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF (5.10 or later).
             """,
         version: NodeprofVersion.string,
-        subcommands: [Record.self, Version.self],
+        subcommands: [Record.self, ConvertCommand.self, Version.self],
         defaultSubcommand: nil
     )
 }

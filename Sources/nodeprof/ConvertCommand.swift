@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import NodeprofCore
+import Profiles
+
+/// `nodeprof convert IN OUT`: pprof <-> OTLP <-> OTLP/JSON, by file extension.
+struct ConvertCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convert",
+        abstract: "Convert a profile between pprof, OTLP and OTLP/JSON.",
+        discussion: """
+            Formats, chosen by the file extension (--from / --to override it):
+              .pb.gz .pprof .pb .prof   pprof (profile.proto; read raw or gzip, written gzip)
+              .otlp                     OTLP ExportProfilesServiceRequest, binary protobuf
+                                        (read raw or gzip, written raw)
+              .json                     the same request as OTLP/JSON (ids in hex), pretty-printed
+
+            pprof -> OTLP keeps everything pprof holds, so converting back gives the same profile:
+              sample types        one OTLP Profile per sample type, all in one ScopeProfiles, each with
+                                  every pprof sample (not merged) and that type's value;
+                                  scope attributes pprof.scope.sample_type_order and
+                                  pprof.scope.default_sample_type record the order and default
+              labels              sample attributes (numbers keep their unit; a repeated key becomes
+                                  an array)
+              comments, doc_url,  profile attributes pprof.profile.comment, pprof.profile.doc_url,
+              drop/keep frames    pprof.profile.drop_frames, pprof.profile.keep_frames
+              mapping build id    process.executable.build_id.gnu (hex) or .go (other); without one,
+                                  .htlhash from the file at the mapping's path when readable here
+              mapping flags       pprof.mapping.has_functions (has_filenames, has_line_numbers,
+                                  has_inline_frames)
+              is_folded           location attribute pprof.location.is_folded
+              time, duration,     time_unix_nano, duration_nano, period_type, period; ids renumbered
+              period
+
+            OTLP -> pprof: a converted pprof comes back as it was. Any other request (such as
+            nodeprof's own export) becomes one pprof merging all profiles: one sample type per
+            OTLP sample type, a sample's value is its values (or its number of timestamps),
+            labels pid and process (from the resource), tid and thread (thread.id, thread.name),
+            other sample attributes by name, and trace_id / span_id (hex) from the sample's link.
+
+            Examples:
+              nodeprof convert cpu.pb.gz cpu.otlp
+              nodeprof convert cpu.otlp cpu.json                 # read an OTLP request
+              nodeprof convert export.json cpu.pb.gz && go tool pprof -top cpu.pb.gz
+              nodeprof convert --from pprof --to json profile.bin profile.txt
+            """)
+
+    @Argument(help: ArgumentHelp("The profile to read.", valueName: "IN"))
+    var input: String
+
+    @Argument(help: ArgumentHelp("Where to write the converted profile (replaced atomically).", valueName: "OUT"))
+    var output: String
+
+    @Option(help: "Format of IN: pprof, otlp or json (default: from its extension).")
+    var from: FormatArgument?
+
+    @Option(help: "Format of OUT: pprof, otlp or json (default: from its extension).")
+    var to: FormatArgument?
+
+    @Flag(help: "pprof -> OTLP: keep the pprof in the first profile's original_payload (format \"pprof\").")
+    var keepOriginal = false
+
+    @Flag(
+        name: .customLong("no-local-files"),
+        help: "pprof -> OTLP: do not hash files at the mappings' paths (for profiles from another machine).")
+    var noLocalFiles = false
+
+    func run() throws {
+        let source = try from?.format ?? Self.format(of: input, role: "IN", flag: "--from")
+        let target = try to?.format ?? Self.format(of: output, role: "OUT", flag: "--to")
+        guard source != target else {
+            throw ConvertFailure(
+                "IN and OUT are both \(source): nothing to convert; pick another format for OUT (or pass --to)")
+        }
+        let options = PprofOTLPConversion.Options(keepOriginalPayload: keepOriginal, hashLocalFiles: !noLocalFiles)
+        let bytes: [UInt8]
+        do {
+            bytes = try FileContents.read(input, limit: options.limits.maxInputBytes)
+        } catch {
+            throw ConvertFailure(Self.readFailure(error, path: input))
+        }
+        let result: PprofOTLPConversion.Output
+        do {
+            result = try PprofOTLPConversion.convert(bytes, from: source, to: target, options: options)
+        } catch {
+            throw ConvertFailure("cannot convert \(input): \(error)")
+        }
+        do {
+            try Data(result.bytes).write(to: URL(fileURLWithPath: output), options: .atomic)
+        } catch {
+            let directory = URL(fileURLWithPath: output).deletingLastPathComponent().path
+            throw ConvertFailure(
+                "cannot write \(output): \(Self.reason(error)); check that \(directory) exists and is writable")
+        }
+        print("wrote \(output): \(result.summary)")
+    }
+
+    /// The format a file name implies.
+    static func format(of path: String, role: String, flag: String) throws -> ProfileFormat {
+        let name = path.lowercased()
+        if [".pb.gz", ".pprof", ".pb", ".prof"].contains(where: { name.hasSuffix($0) }) { return .pprof }
+        if name.hasSuffix(".otlp") { return .otlp }
+        if name.hasSuffix(".json") { return .otlpJSON }
+        throw ConvertFailure(
+            "cannot tell the format of \(role) \(path) from its extension: use .pb.gz, .pprof, .pb or .prof (pprof), "
+                + ".otlp (OTLP) or .json (OTLP/JSON), or pass \(flag)")
+    }
+
+    static func readFailure(_ error: FileReadError, path: String) -> String {
+        switch error {
+        case .systemCall(_, _, let number):
+            let advice = number == ENOENT ? "; check the path" : number == EACCES ? "; check its permissions" : ""
+            return "cannot read \(path): \(String(cString: strerror(number)))\(advice)"
+        case .tooLarge(_, let limit):
+            return "cannot read \(path): larger than the \(limit) bytes accepted"
+        }
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        let nsError = error as NSError
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain
+        {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return nsError.localizedDescription
+    }
+}
+
+/// `--from` / `--to` values.
+enum FormatArgument: String, ExpressibleByArgument, CaseIterable {
+    case pprof, otlp, json
+
+    var format: ProfileFormat {
+        switch self {
+        case .pprof: .pprof
+        case .otlp: .otlp
+        case .json: .otlpJSON
+        }
+    }
+}
+
+/// A conversion failure, printed as one line ("Error: ...") with a non-zero exit status.
+struct ConvertFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
