@@ -162,10 +162,10 @@ struct OTLPToPprofConverter {
         switch value.value {
         case .stringValueStrindex(let index): try checkString(index, path + " value")
         case .arrayValue(let array):
-            guard depth < 32 else { throw .invalid("\(path) nests arrays and lists more than 32 levels deep") }
+            guard depth < 16 else { throw .invalid("\(path) nests arrays and lists more than 16 levels deep") }
             for element in array.values { try checkValue(element, path, depth: depth + 1) }
         case .kvlistValue(let list):
-            guard depth < 32 else { throw .invalid("\(path) nests arrays and lists more than 32 levels deep") }
+            guard depth < 16 else { throw .invalid("\(path) nests arrays and lists more than 16 levels deep") }
             for pair in list.values {
                 try checkString(pair.keyStrindex, path + " key")
                 try checkValue(pair.value, path, depth: depth + 1)
