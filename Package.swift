@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "NodeprofCore", "Sampling", "Symbolization", "Profiles",
+                "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "nodeprof",
             dependencies: [
-                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles",
+                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -107,8 +107,9 @@ let package = Package(
         .executableTarget(
             name: "nodeprof-bench",
             dependencies: [
-                "Sampling", "Symbolization", "NodeprofCore",
+                "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),

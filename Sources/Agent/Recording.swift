@@ -160,13 +160,13 @@ public final class Recording {
 }
 
 /// How ``Recording/run(stop:window:progress:)`` cuts a recording into windows.
-public struct RecordingWindow {
+public struct RecordingWindow: Sendable {
     /// Length of a window in seconds.
     public var seconds: Double
     /// Receives each closed window's profile, on the recording thread.
-    public var handler: (Profile) -> Void
+    public var handler: @Sendable (Profile) -> Void
 
-    public init(seconds: Double, handler: @escaping (Profile) -> Void) {
+    public init(seconds: Double, handler: @escaping @Sendable (Profile) -> Void) {
         self.seconds = seconds
         self.handler = handler
     }

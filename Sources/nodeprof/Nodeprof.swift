@@ -1,13 +1,14 @@
 import ArgumentParser
 
 @main
-struct Nodeprof: ParsableCommand {
+struct Nodeprof: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nodeprof",
         abstract: "Continuous eBPF profiler: whole-machine CPU profiles with kernel and user stacks.",
         discussion: """
             nodeprof samples every CPU with an eBPF program attached to perf events, \
-            symbolizes kernel and user stacks, and writes profiles that `go tool pprof` reads.
+            symbolizes kernel and user stacks, writes profiles that `go tool pprof` reads and \
+            exports OpenTelemetry (OTLP) profiles to a collector.
 
             Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF (5.10 or later).
             """,

@@ -1,13 +1,15 @@
 import Agent
 import ArgumentParser
 import Dispatch
+import Export
 import Foundation
+import Logging
 import NodeprofCore
 import Profiles
 import Sampling
 import Symbolization
 
-struct Record: ParsableCommand {
+struct Record: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Profile this machine (or some processes) for a while and print where the CPU went.",
         discussion: """
@@ -17,11 +19,23 @@ struct Record: ParsableCommand {
 
             Output formats, chosen by the file extension:
               .pb.gz   pprof (gzip protobuf): go tool pprof -http=: FILE
+              .otlp    one OTLP ExportProfilesServiceRequest (binary protobuf)
+              .json    the same request in the OTLP/JSON mapping, for humans
+
+            Exporting to an OpenTelemetry collector (OTLP profiles, v1development):
+              --otlp-endpoint URL sends the profile while recording, every --export-interval.
+              gRPC (port 4317) or HTTP/protobuf (port 4318): --otlp-protocol, or inferred
+              from port 4317 (grpc); an http:// URL is plaintext, https:// uses TLS. For HTTP,
+              a URL without a path gets /v1development/profiles. The standard variables
+              OTEL_EXPORTER_OTLP_{,PROFILES_}{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION,
+              CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY,INSECURE} apply; flags win over them,
+              and a set ENDPOINT variable turns exporting on without the flag.
 
             Examples:
               nodeprof record                                  # whole machine, 10 s
               nodeprof record --duration 30s --output cpu.pb.gz
               nodeprof record --pid 1234 --pid 5678 --frequency 999 --top 40
+              nodeprof record --duration 5m --otlp-endpoint http://collector:4317
             """)
 
     @Option(help: "How long to record: 10s, 1.5m, 500ms, 2h, or seconds.")
@@ -50,6 +64,32 @@ struct Record: ParsableCommand {
             "Ring buffer size in MiB between the kernel and nodeprof (a power of two).", valueName: "MiB"))
     var ringBufferMiB: UInt32?
 
+    @Option(
+        help: ArgumentHelp(
+            "Export OTLP profiles to this collector while recording (http://host:4317 for gRPC, http://host:4318 for HTTP).",
+            valueName: "URL"))
+    var otlpEndpoint: String?
+
+    @Option(help: ArgumentHelp("OTLP transport: grpc or http/protobuf.", valueName: "protocol"))
+    var otlpProtocol: String?
+
+    @Option(
+        name: .customLong("otlp-header"),
+        help: ArgumentHelp("Header sent with every export, such as an API key (repeatable).", valueName: "key=value"))
+    var otlpHeaders: [String] = []
+
+    @Option(help: ArgumentHelp("CA certificate (PEM) that signs the collector's certificate.", valueName: "FILE"))
+    var otlpCaFile: String?
+
+    @Option(help: ArgumentHelp("Client certificate (PEM) for mutual TLS; needs --otlp-client-key.", valueName: "FILE"))
+    var otlpClientCert: String?
+
+    @Option(help: ArgumentHelp("Private key (PEM) of --otlp-client-cert.", valueName: "FILE"))
+    var otlpClientKey: String?
+
+    @Option(help: "How often to export while recording (with --otlp-endpoint).")
+    var exportInterval = DurationArgument(seconds: 10)
+
     func validate() throws {
         guard frequency >= 1 else { throw ValidationError("--frequency must be at least 1 Hz") }
         guard top >= 0 else { throw ValidationError("--top must be 0 or more") }
@@ -74,8 +114,9 @@ struct Record: ParsableCommand {
         }
     }
 
-    func run() throws {
+    func run() async throws {
         let format = try output.map(OutputFormat.init(path:))
+        let exportConfiguration = try exporterConfiguration()
         let stop = StopSignal()
         let signals = installStopSignals(stop)
         defer { signals.forEach { $0.cancel() } }
@@ -83,11 +124,38 @@ struct Record: ParsableCommand {
         let configuration = SamplerConfiguration(
             frequency: frequency, processIDs: pids.isEmpty ? nil : pids, dropIdle: !includeIdle,
             ringBufferBytes: ringBufferMiB.map { $0 << 20 })
-        let recording = try Recording(durationSeconds: duration.seconds, sampler: configuration)
+        let builder = OTLPBuilder(
+            configuration: .init(
+                hostName: hostName(), kernelBuildID: KernelSymbols.buildID(), scopeVersion: NodeprofVersion.string))
+        let export = try exportConfiguration.map { configuration throws in
+            ProfileExport(
+                builder: builder, exporter: try OTLPExporter(configuration: configuration, logger: Self.logger),
+                logger: Self.logger)
+        }
         let target = pids.isEmpty ? "the whole machine" : "pid " + pids.map(String.init).joined(separator: ", ")
-        Terminal.status("recording \(target) at \(frequency) Hz for \(duration) (Ctrl-C stops early)")
-        let result = try recording.run(stop: stop) { Terminal.progress($0) }
+        let announcement = "recording \(target) at \(frequency) Hz for \(duration) (Ctrl-C stops early)"
+        if let export {
+            Terminal.status(
+                "exporting to \(export.exporter.configuration.endpoint) "
+                    + "(\(export.exporter.configuration.transportProtocol)) every \(exportInterval)")
+        }
+        let window = export.map { export in
+            RecordingWindow(seconds: exportInterval.seconds) { export.submit($0) }
+        }
+        // The sampler is confined to one thread that blocks in ring-buffer polls: create,
+        // run and drop it on a dedicated thread, off the async pool.
+        let seconds = duration.seconds
+        let result = try await onDedicatedThread {
+            let recording = try Recording(durationSeconds: seconds, sampler: configuration)
+            Terminal.status(announcement)
+            return try recording.run(stop: stop, window: window) { Terminal.progress($0) }
+        }
         Terminal.endProgress()
+        if let export {
+            Terminal.status("sending the last profiles (up to 10 s)")
+            let left = await export.finish(flushTimeout: .seconds(10))
+            Terminal.status(ExportSummary(statistics: await export.exporter.statistics, left: left).text)
+        }
         var profile = result.profile
         profile.comments.insert("nodeprof record " + CommandLine.arguments.dropFirst(2).joined(separator: " "), at: 0)
 
@@ -101,33 +169,163 @@ struct Record: ParsableCommand {
             print(TopFunctions(profile: profile, limit: top).render())
         }
         if let output, let format {
-            try format.write(profile, to: output)
+            try format.write(profile, to: output, builder: builder)
             Terminal.status("wrote \(output): \(format.hint(output))")
         }
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "nodeprof.export")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    /// The exporter configuration from the flags and OTEL_EXPORTER_OTLP_* variables, or nil
+    /// when nothing asks for exporting.
+    func exporterConfiguration() throws -> OTLPExporterConfiguration? {
+        let environment = ProcessInfo.processInfo.environment
+        let endpointVariables = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT"]
+        let endpointFromEnvironment = endpointVariables.contains { !(environment[$0] ?? "").isEmpty }
+        guard otlpEndpoint != nil || endpointFromEnvironment else { return nil }
+
+        var overrides = OTLPExporterConfiguration.Overrides()
+        if let otlpProtocol {
+            guard let parsed = OTLPExporterConfiguration.TransportProtocol(rawValue: otlpProtocol.lowercased()) else {
+                throw ValidationError("--otlp-protocol \(otlpProtocol): use grpc or http/protobuf")
+            }
+            overrides.transportProtocol = parsed
+        }
+        let protocolVariables = ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL"]
+        if var endpoint = otlpEndpoint {
+            guard let url = URLComponents(string: endpoint), url.host != nil, url.scheme != nil else {
+                throw ValidationError(
+                    "--otlp-endpoint \(endpoint): not a URL; write it as http://HOST:PORT (https:// for TLS)")
+            }
+            // Port 4317 is OTLP/gRPC's: infer the protocol when nothing else chose one.
+            if overrides.transportProtocol == nil, !protocolVariables.contains(where: { environment[$0] != nil }),
+                url.port == 4317
+            {
+                overrides.transportProtocol = .grpc
+            }
+            let isHTTP = (overrides.transportProtocol ?? .httpProtobuf) == .httpProtobuf
+            if isHTTP, url.path.isEmpty || url.path == "/" {
+                endpoint = endpoint.hasSuffix("/") ? endpoint : endpoint + "/"
+                endpoint += OTLPEndpoint.profilesSignalPath
+            }
+            overrides.endpoint = endpoint
+        }
+        if !otlpHeaders.isEmpty {
+            overrides.headers = try otlpHeaders.map { header in
+                guard let equals = header.firstIndex(of: "="), equals != header.startIndex else {
+                    throw ValidationError("--otlp-header \(header): write it as key=value")
+                }
+                return OTLPHeader(
+                    name: String(header[..<equals]).trimmingCharacters(in: .whitespaces),
+                    value: String(header[header.index(after: equals)...]))
+            }
+        }
+        overrides.certificateAuthorityFile = otlpCaFile
+        overrides.clientCertificateFile = otlpClientCert
+        overrides.clientKeyFile = otlpClientKey
+        do {
+            return try OTLPExporterConfiguration(environment: environment, overrides: overrides) { warning in
+                Terminal.status("warning: \(warning)")
+            }
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+}
+
+/// Runs `body` on a new thread and returns its result: for blocking work that must not hold
+/// a thread of Swift's cooperative pool.
+func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        let thread = Thread {
+            continuation.resume(with: Result { try body() })
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+}
+
+/// This machine's name (`host.name`).
+func hostName() -> String {
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+    return String(cString: buffer)
+}
+
+/// One line on what the exporter did.
+struct ExportSummary {
+    let statistics: OTLPExporterStatistics
+    let left: OTLPFlushResult
+
+    var text: String {
+        let s = statistics
+        var parts = [
+            "exported \(s.succeeded.samples + s.partiallySucceeded.samples) samples in "
+                + "\(s.succeeded.requests + s.partiallySucceeded.requests) requests"
+        ]
+        if s.retries > 0 { parts.append("\(s.retries) retries") }
+        if s.partiallySucceeded.requests > 0 {
+            parts.append("receiver rejected \(s.rejectedProfiles) profiles (partial success)")
+        }
+        for (reason, counts) in s.dropped.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where counts.requests > 0 {
+            parts.append("dropped \(counts.samples) samples (\(counts.requests) requests, \(reason))")
+        }
+        if left.remainingRequests > 0 {
+            parts.append("\(left.remainingSamples) samples not sent (receiver unreachable)")
+        }
+        if let error = s.lastError { parts.append("last error: \(error)") }
+        return parts.joined(separator: "; ")
     }
 }
 
 /// Output file formats, by extension.
 enum OutputFormat {
     case pprof
+    case otlp
+    case otlpJSON
 
     init(path: String) throws {
         if path.hasSuffix(".pb.gz") {
             self = .pprof
+        } else if path.hasSuffix(".otlp") {
+            self = .otlp
+        } else if path.hasSuffix(".json") {
+            self = .otlpJSON
         } else {
-            throw ValidationError("--output \(path): unknown format; use a .pb.gz file name (pprof)")
+            throw ValidationError(
+                "--output \(path): unknown format; use .pb.gz (pprof), .otlp (OTLP protobuf) or .json (OTLP JSON)")
         }
     }
 
-    func write(_ profile: Profile, to path: String) throws {
+    func write(_ profile: Profile, to path: String, builder: OTLPBuilder) throws {
         switch self {
-        case .pprof: try PprofEncoder().write(profile, to: path)
+        case .pprof:
+            try PprofEncoder().write(profile, to: path)
+        case .otlp:
+            try writeAtomically(builder.encodeSingleRequest(profile).bytes, to: path)
+        case .otlpJSON:
+            let request = try builder.encodeSingleRequest(profile)
+            try writeAtomically(OTLPJSON.json(fromOTLPRequest: request.bytes), to: path)
         }
     }
 
     func hint(_ path: String) -> String {
         switch self {
         case .pprof: "open it with `go tool pprof -http=: \(path)`"
+        case .otlp: "one OTLP profiles request; `nodeprof convert \(path) cpu.pb.gz` makes a pprof of it"
+        case .otlpJSON: "the OTLP/JSON mapping of the request"
+        }
+    }
+
+    private func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+        do {
+            try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw ValidationError("cannot write \(path): \(error.localizedDescription)")
         }
     }
 }

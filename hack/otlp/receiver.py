@@ -1030,6 +1030,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=args.log_level, format="receiver: %(created).3f %(message)s")
     stop = threading.Event()
+    # A parent may spawn us with these signals blocked (Foundation's Process inherits the
+    # mask of a swift-testing worker thread): unblock them, or SIGTERM would never arrive.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stop.set())
 
