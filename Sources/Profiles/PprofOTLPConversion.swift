@@ -321,10 +321,14 @@ public struct ConversionLimits: Sendable, Hashable {
     /// Most entries any one table may hold, in the input or the output (samples, stacks,
     /// locations, strings, attribute references...).
     public var maxEntries: Int
+    /// Most sample types: each pprof sample type becomes an OTLP profile, each distinct OTLP
+    /// sample type a value in every pprof sample.
+    public var maxSampleTypes: Int
 
-    public init(maxInputBytes: Int = 1 << 30, maxEntries: Int = 100_000_000) {
+    public init(maxInputBytes: Int = 1 << 30, maxEntries: Int = 100_000_000, maxSampleTypes: Int = 10_000) {
         self.maxInputBytes = maxInputBytes
         self.maxEntries = maxEntries
+        self.maxSampleTypes = maxSampleTypes
     }
 }
 

@@ -70,6 +70,11 @@ struct PprofToOTLPConverter {
         guard !source.sampleType.isEmpty else {
             throw .invalid("the pprof profile has no sample types, so there is nothing OTLP can carry")
         }
+        guard source.sampleType.count <= options.limits.maxSampleTypes else {
+            throw .tooLarge(
+                "the pprof profile has \(source.sampleType.count) sample types (one OTLP profile each), more than "
+                    + "the \(options.limits.maxSampleTypes) accepted")
+        }
         // Every pprof sample is repeated in each of the N profiles, with its attributes.
         let types = source.sampleType.count
         var labels = 0

@@ -266,7 +266,12 @@ struct OTLPToPprofConverter {
     {
         let profiles = zipped.scope.profiles
         let first = profiles[0]
-        var writer = PprofWriter(converter: self)
+        guard profiles.count <= limits.maxSampleTypes else {
+            throw .tooLarge(
+                "the converted pprof has \(profiles.count) sample types, more than the \(limits.maxSampleTypes) accepted"
+            )
+        }
+        var writer = PprofWriter(converter: self, limits: limits, general: false)
         try writer.prepare(stacks: first.samples.map(\.stackIndex))
 
         var output = Perftools_Profiles_Profile()
@@ -281,26 +286,33 @@ struct OTLPToPprofConverter {
         output.durationNanos = Int64(bitPattern: first.durationNano)
         writer.addMetadata(of: [first], scopes: [zipped.scope], to: &output)
 
-        output.sample = first.samples.indices.map { index in
+        output.sample.reserveCapacity(first.samples.count)
+        for index in first.samples.indices {
             let reference = first.samples[index]
             var sample = Perftools_Profiles_Sample()
             sample.locationID = writer.locationIDs(stack: reference.stackIndex)
-            let labels = writer.labels(
-                attributes: reference.attributeIndices, link: reference.linkIndex, general: false)
+            let labels = writer.labels(attributes: reference.attributeIndices, link: reference.linkIndex)
+            try writer.count(sample.locationID.count + labels.count)
             sample.label = labels.map { writer.label($0) }
             var values = [Int64](repeating: 0, count: profiles.count)
             for (profile, position) in zip(profiles, zipped.order) {
                 values[position] = profile.samples[index].values[0]
             }
             sample.value = values
-            return sample
+            output.sample.append(sample)
         }
         return try writer.finish(&output)
     }
 
+    /// Samples merge when they share stack, attributes, link and resource labels. The key
+    /// uses table indices, not the content they resolve to: hashing a long stack or a large
+    /// attribute for every sample would let a small request cost a lot of time, and the spec
+    /// forbids duplicate table entries, so equal content has equal indices.
     private struct SampleKey: Hashable {
-        var locations: [UInt64]
-        var labels: [PprofLabel]
+        var stack: Int32
+        var attributes: [Int32]
+        var link: Int32
+        var resourceLabels: Int
     }
 
     private struct TypeKey: Hashable {
@@ -309,7 +321,7 @@ struct OTLPToPprofConverter {
     }
 
     private func mergedProfile() throws(ConversionError) -> Perftools_Profiles_Profile {
-        var writer = PprofWriter(converter: self)
+        var writer = PprofWriter(converter: self, limits: limits, general: true)
         var allProfiles: [OTLPProfile] = []
         var scopes: [OTLPScopeProfiles] = []
         for resource in request.resourceProfiles {
@@ -323,13 +335,18 @@ struct OTLPToPprofConverter {
         var output = Perftools_Profiles_Profile()
         var typeColumns: [TypeKey: Int] = [:]
         var types: [Perftools_Profiles_ValueType] = []
+        var resourceLabelIDs: [[PprofLabel]: Int] = [:]
         var sampleRows: [SampleKey: Int] = [:]
         var samples: [Perftools_Profiles_Sample] = []
+        // Per sample, the (column, value) pairs seen: sparse until the number of columns is known.
+        var values: [[(column: Int, value: Int64)]] = []
         var start = UInt64.max
         var end = UInt64.min
 
         for resource in request.resourceProfiles {
             let resourceLabels = writer.resourceLabels(resource.resource.attributes)
+            let resourceLabelID = resourceLabelIDs[resourceLabels] ?? resourceLabelIDs.count
+            resourceLabelIDs[resourceLabels] = resourceLabelID
             for scope in resource.scopeProfiles {
                 for profile in scope.profiles {
                     let typeKey = TypeKey(
@@ -338,6 +355,11 @@ struct OTLPToPprofConverter {
                     if let known = typeColumns[typeKey] {
                         column = known
                     } else {
+                        guard types.count < limits.maxSampleTypes else {
+                            throw .tooLarge(
+                                "the OTLP request has more than \(limits.maxSampleTypes) distinct sample types, "
+                                    + "the most a pprof profile may have here")
+                        }
                         column = types.count
                         typeColumns[typeKey] = column
                         types.append(writer.valueType(profile.sampleType))
@@ -352,11 +374,9 @@ struct OTLPToPprofConverter {
                         end = max(end, overflow ? .max : sum)
                     }
                     for sample in profile.samples {
-                        let labels =
-                            resourceLabels
-                            + writer.labels(attributes: sample.attributeIndices, link: sample.linkIndex, general: true)
                         let key = SampleKey(
-                            locations: writer.locationIDs(stack: sample.stackIndex), labels: labels.sorted())
+                            stack: sample.stackIndex, attributes: sample.attributeIndices.sorted(),
+                            link: sample.linkIndex, resourceLabels: resourceLabelID)
                         let row: Int
                         if let known = sampleRows[key] {
                             row = known
@@ -364,20 +384,35 @@ struct OTLPToPprofConverter {
                             row = samples.count
                             sampleRows[key] = row
                             var entry = Perftools_Profiles_Sample()
-                            entry.locationID = key.locations
-                            entry.label = key.labels.map { writer.label($0) }
+                            entry.locationID = writer.locationIDs(stack: sample.stackIndex)
+                            let labels =
+                                (resourceLabels
+                                + writer.labels(attributes: sample.attributeIndices, link: sample.linkIndex)).sorted()
+                            try writer.count(entry.locationID.count + labels.count)
+                            entry.label = labels.map { writer.label($0) }
                             samples.append(entry)
+                            values.append([])
                         }
-                        if samples[row].value.count <= column {
-                            samples[row].value += [Int64](repeating: 0, count: column + 1 - samples[row].value.count)
+                        let weight = Self.weight(sample)
+                        if let position = values[row].firstIndex(where: { $0.column == column }) {
+                            values[row][position].value = Self.saturatingAdd(values[row][position].value, weight)
+                        } else {
+                            values[row].append((column, weight))
                         }
-                        samples[row].value[column] = Self.saturatingAdd(samples[row].value[column], Self.weight(sample))
                     }
                 }
             }
         }
-        for row in samples.indices where samples[row].value.count < types.count {
-            samples[row].value += [Int64](repeating: 0, count: types.count - samples[row].value.count)
+        let (cells, overflow) = samples.count.multipliedReportingOverflow(by: types.count)
+        guard !overflow, cells <= limits.maxEntries else {
+            throw .tooLarge(
+                "the pprof profile would need \(samples.count) samples x \(types.count) sample types values, "
+                    + "more than the \(limits.maxEntries) accepted")
+        }
+        for row in samples.indices {
+            var rowValues = [Int64](repeating: 0, count: types.count)
+            for (column, value) in values[row] { rowValues[column] = value }
+            samples[row].value = rowValues
         }
         output.sampleType = types
         output.sample = samples
@@ -428,17 +463,45 @@ struct PprofLabel: Hashable, Comparable {
 /// first) survives.
 private struct PprofWriter {
     let converter: OTLPToPprofConverter
+    let limits: ConversionLimits
+    /// Not a converted pprof: OTLP names (`thread.id`, ...) become pprof's (`tid`, ...).
+    let general: Bool
     private var strings = StringTable()
     private var mappings: [Perftools_Profiles_Mapping] = []
     private var functions: [Perftools_Profiles_Function] = []
     private var locations: [Perftools_Profiles_Location] = []
     private var locationIDs: [Int32: UInt64] = [:]
     private var stackIDs: [Int32: [UInt64]] = [:]
-    private var attributeLabels: [Int32: [PprofLabel]] = [:]
+    /// Labels of an attribute, by attribute index and the index of the sample's
+    /// `pprof.sample.label_units` attribute (0: none): each is computed once.
+    private var attributeLabels: [LabelSource: [PprofLabel]] = [:]
+    private var unitLists: [Int32: [String: [String]]] = [:]
+    /// Attribute indices whose key is `pprof.sample.label_units`.
+    private let labelUnitAttributes: Set<Int32>
+    /// Location and label entries written so far (pprof repeats a stack in each sample).
+    private var entries = 0
     private var docURL = ""
 
-    init(converter: OTLPToPprofConverter) {
+    private struct LabelSource: Hashable {
+        var attribute: Int32
+        var units: Int32
+    }
+
+    init(converter: OTLPToPprofConverter, limits: ConversionLimits, general: Bool) {
         self.converter = converter
+        self.limits = limits
+        self.general = general
+        labelUnitAttributes = converter.attributes(withKey: PprofOTLPSchema.labelUnits)
+    }
+
+    /// Counts `count` more output entries; fails beyond the limit.
+    mutating func count(_ count: Int) throws(ConversionError) {
+        entries += count
+        guard entries <= limits.maxEntries else {
+            throw .tooLarge(
+                "the pprof profile would need more than \(limits.maxEntries) location and label entries "
+                    + "(pprof repeats each stack and label in every sample)")
+        }
     }
 
     /// Creates the mappings, functions and locations the given stacks reach.
@@ -537,22 +600,19 @@ private struct PprofWriter {
     }
 
     /// Labels of a sample, not interned yet: one per attribute value (arrays give one per
-    /// element), then the link's ids. `general`: not a converted pprof, so OTLP names
-    /// become pprof's.
-    mutating func labels(attributes: [Int32], link: Int32, general: Bool) -> [PprofLabel] {
+    /// element), then the link's ids.
+    mutating func labels(attributes: [Int32], link: Int32) -> [PprofLabel] {
+        let units = attributes.first { labelUnitAttributes.contains($0) } ?? 0
         var result: [PprofLabel] = []
-        if let units = converter.attributeValue(PprofOTLPSchema.labelUnits, in: attributes) {
-            result = labels(of: attributes, elementUnits: elementUnits(units), general: general)
-        } else {
-            for index in attributes {
-                if let cached = attributeLabels[index] {
-                    result += cached
-                } else {
-                    let computed = labels(of: [index], elementUnits: [:], general: general)
-                    attributeLabels[index] = computed
-                    result += computed
-                }
+        for index in attributes {
+            let source = LabelSource(attribute: index, units: units)
+            if let cached = attributeLabels[source] {
+                result += cached
+                continue
             }
+            let computed = labels(of: index, elementUnits: elementUnits(units))
+            attributeLabels[source] = computed
+            result += computed
         }
         return result + linkLabels(link)
     }
@@ -572,24 +632,19 @@ private struct PprofWriter {
         return result
     }
 
-    private func labels(of attributes: [Int32], elementUnits: [String: [String]], general: Bool) -> [PprofLabel] {
-        var result: [PprofLabel] = []
-        for index in attributes {
-            guard let attribute = converter.attribute(index) else { continue }
-            var key = converter.string(attribute.keyStrindex)
-            guard !key.isEmpty, !key.hasPrefix(PprofOTLPSchema.prefix) else { continue }
-            let units = elementUnits[key] ?? []
-            if general {
-                switch key {
-                case PprofOTLPSchema.threadID: key = PprofSchema.Label.tid
-                case PprofOTLPSchema.threadName: key = PprofSchema.Label.thread
-                default: break
-                }
+    private func labels(of index: Int32, elementUnits: [String: [String]]) -> [PprofLabel] {
+        guard let attribute = converter.attribute(index) else { return [] }
+        var key = converter.string(attribute.keyStrindex)
+        guard !key.isEmpty, !key.hasPrefix(PprofOTLPSchema.prefix) else { return [] }
+        let units = elementUnits[key] ?? []
+        if general {
+            switch key {
+            case PprofOTLPSchema.threadID: key = PprofSchema.Label.tid
+            case PprofOTLPSchema.threadName: key = PprofSchema.Label.thread
+            default: break
             }
-            result += labels(
-                key: key, value: attribute.value, units: units, unit: converter.string(attribute.unitStrindex))
         }
-        return result
+        return labels(key: key, value: attribute.value, units: units, unit: converter.string(attribute.unitStrindex))
     }
 
     /// One label per scalar; an array gives one per element (element `i` takes `units[i]`
@@ -631,14 +686,19 @@ private struct PprofWriter {
         }
     }
 
-    /// `pprof.sample.label_units`: key -> per-element units.
-    private func elementUnits(_ value: OTLPAnyValue) -> [String: [String]] {
-        guard case .kvlistValue(let list) = value.value else { return [:] }
+    /// `pprof.sample.label_units` (the attribute at `index`, 0 for none): key -> per-element
+    /// units.
+    private mutating func elementUnits(_ index: Int32) -> [String: [String]] {
+        guard index != 0 else { return [:] }
+        if let known = unitLists[index] { return known }
         var result: [String: [String]] = [:]
-        for pair in list.values {
-            guard case .arrayValue(let array) = pair.value.value else { continue }
-            result[converter.key(of: pair)] = array.values.map { converter.stringValue($0) ?? "" }
+        if case .kvlistValue(let list) = converter.attribute(index)?.value.value {
+            for pair in list.values {
+                guard case .arrayValue(let array) = pair.value.value else { continue }
+                result[converter.key(of: pair)] = array.values.map { converter.stringValue($0) ?? "" }
+            }
         }
+        unitLists[index] = result
         return result
     }
 
@@ -727,6 +787,15 @@ private struct PprofWriter {
 }
 
 extension OTLPToPprofConverter {
+    /// Indices of the attribute table entries whose key is `key`.
+    fileprivate func attributes(withKey key: String) -> Set<Int32> {
+        var result = Set<Int32>()
+        for (index, attribute) in dictionary.attributeTable.enumerated() where index > 0 {
+            if string(attribute.keyStrindex) == key { result.insert(Int32(index)) }
+        }
+        return result
+    }
+
     fileprivate var linkCount: Int { dictionary.linkTable.count }
     fileprivate func link(_ index: Int32) -> OTLPLink { dictionary.linkTable[Int(index)] }
 }

@@ -391,6 +391,76 @@ import Testing
         #expect(error.description.contains("entries"), "\(error)")
     }
 
+    /// A request whose samples share one long stack (or one large array attribute) would
+    /// expand in pprof, which repeats them in every sample.
+    static func amplifyingRequest(samples: Int, stackDepth: Int, arrayLength: Int, types: Int = 1) throws -> [UInt8] {
+        var builder = OTLPDictionaryBuilder()
+        var locations: [Int32] = []
+        for depth in 0..<stackDepth {
+            var location = OTLPLocation()
+            location.address = UInt64(0x1000 + depth)
+            locations.append(builder.location(location))
+        }
+        let stack = builder.stack(locations)
+        let array = builder.attribute("big", OTLPAnyValue(.array((0..<arrayLength).map { .int(Int64($0)) })))
+        var request = OTLPRequest()
+        var scope = OTLPScopeProfiles()
+        for type in 0..<types {
+            var profile = OTLPProfile()
+            profile.sampleType.typeStrindex = builder.string("type\(type)")
+            profile.samples = (0..<samples).map { index in
+                var sample = OTLPSample()
+                sample.stackIndex = stack
+                sample.attributeIndices = [array, builder.attribute("n", OTLPAnyValue(.int(Int64(index))))]
+                sample.values = [1]
+                return sample
+            }
+            scope.profiles.append(profile)
+        }
+        var resource = OTLPResourceProfiles()
+        resource.scopeProfiles = [scope]
+        request.resourceProfiles = [resource]
+        request.dictionary = builder.dictionary
+        return try request.serializedBytes()
+    }
+
+    @Test func sharedStacksAndAttributesCannotBlowUpThePprof() throws {
+        let limits = ConversionLimits(maxEntries: 100_000)
+        let deepStacks = try Self.amplifyingRequest(samples: 1000, stackDepth: 1000, arrayLength: 1)
+        Self.expectError(.tooLarge, "location and label entries") {
+            _ = try PprofOTLPConversion.pprof(fromOTLPRequest: deepStacks, limits: limits)
+        }
+        let bigArrays = try Self.amplifyingRequest(samples: 1000, stackDepth: 1, arrayLength: 1000)
+        Self.expectError(.tooLarge, "location and label entries") {
+            _ = try PprofOTLPConversion.pprof(fromOTLPRequest: bigArrays, limits: limits)
+        }
+        // Within the limits the same shape converts.
+        let small = try Self.amplifyingRequest(samples: 100, stackDepth: 100, arrayLength: 100)
+        let pprof = try decodePprof(PprofOTLPConversion.pprof(fromOTLPRequest: small, limits: limits))
+        #expect(pprof.sample.count == 100)
+        #expect(pprof.sample.allSatisfy { $0.locationID.count == 100 && $0.label.count == 101 })
+    }
+
+    @Test func manySampleTypesAreRefused() throws {
+        let request = try Self.amplifyingRequest(samples: 50, stackDepth: 1, arrayLength: 1, types: 40)
+        Self.expectError(.tooLarge, "more than 30 distinct sample types") {
+            _ = try PprofOTLPConversion.pprof(fromOTLPRequest: request, limits: .init(maxSampleTypes: 30))
+        }
+        // 50 samples x 40 sample types = 2000 values.
+        Self.expectError(.tooLarge, "50 samples x 40 sample types") {
+            _ = try PprofOTLPConversion.pprof(fromOTLPRequest: request, limits: .init(maxEntries: 1999))
+        }
+
+        var fixture = PprofFixture()
+        fixture.profile.sampleType = (0..<12).map { fixture.valueType("type\($0)", "count") }
+        var options = PprofOTLPConversion.Options()
+        options.limits.maxSampleTypes = 11
+        let bytes = try fixture.serialized()
+        Self.expectError(.tooLarge, "12 sample types (one OTLP profile each)") {
+            _ = try PprofOTLPConversion.otlpRequest(fromPprof: bytes, options: options)
+        }
+    }
+
     @Test func indexZeroOfAnEmptyTableIsUnset() throws {
         // A request whose tables are all empty (against the spec) still converts: every 0
         // means "unset".
