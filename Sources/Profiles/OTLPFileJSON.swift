@@ -43,9 +43,11 @@ public enum OTLPJSON {
     static let idFields: Set<String> = ["traceId", "spanId", "profileId", "trace_id", "span_id", "profile_id"]
 
     static func encode(_ request: OTLPRequest) throws(ConversionError) -> [UInt8] {
+        var options = JSONEncodingOptions()
+        options.alwaysPrintEnumsAsInts = true  // OTLP/JSON: enums are integers
         let protobufJSON: [UInt8]
         do {
-            protobufJSON = try request.jsonUTF8Bytes()
+            protobufJSON = try request.jsonUTF8Bytes(options: options)
         } catch {
             throw .internalError("cannot encode the OTLP request as JSON: \(error)")
         }
