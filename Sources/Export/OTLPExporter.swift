@@ -115,12 +115,14 @@ public actor OTLPExporter {
             drop(item, .queueFull, because: "the request (\(item.byteCount) bytes) is larger than the queue limit")
             return false
         }
-        while heldBytes + item.byteCount > limit, let oldest = queue.popFirst() {
-            drop(oldest, .queueFull, because: "the queue is full; dropped the oldest request to make room")
-        }
-        guard heldBytes + item.byteCount <= limit else {
+        // Requests in flight cannot be dropped: when they leave no room, refuse the new one
+        // (and keep the queued ones, which would not make room either).
+        guard inFlightBytes + item.byteCount <= limit else {
             drop(item, .queueFull, because: "requests in flight fill the queue")
             return false
+        }
+        while heldBytes + item.byteCount > limit, let oldest = queue.popFirst() {
+            drop(oldest, .queueFull, because: "the queue is full; dropped the oldest request to make room")
         }
         queue.append(item)
         stats.peakQueuedBytes = max(stats.peakQueuedBytes, heldBytes)
