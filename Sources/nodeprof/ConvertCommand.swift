@@ -10,33 +10,30 @@ struct ConvertCommand: ParsableCommand {
         abstract: "Convert a profile between pprof, OTLP and OTLP/JSON.",
         discussion: """
             Formats, chosen by the file extension (--from / --to override it):
-              .pb.gz .pprof .pb .prof   pprof (profile.proto; read raw or gzip, written gzip)
-              .otlp                     OTLP ExportProfilesServiceRequest, binary protobuf
-                                        (read raw or gzip, written raw)
-              .json                     the same request as OTLP/JSON (ids in hex), pretty-printed
+              .pb.gz .pprof .pb .prof  pprof (read raw or gzip, written gzip)
+              .otlp   OTLP ExportProfilesServiceRequest, binary (written raw)
+              .json   the same request as OTLP/JSON, ids in hex
 
-            pprof -> OTLP keeps everything pprof holds, so converting back gives the same profile:
-              sample types        one OTLP Profile per sample type, all in one ScopeProfiles, each with
-                                  every pprof sample (not merged) and that type's value;
-                                  scope attributes pprof.scope.sample_type_order and
-                                  pprof.scope.default_sample_type record the order and default
-              labels              sample attributes (numbers keep their unit; a repeated key becomes
-                                  an array)
-              comments, doc_url,  profile attributes pprof.profile.comment, pprof.profile.doc_url,
-              drop/keep frames    pprof.profile.drop_frames, pprof.profile.keep_frames
-              mapping build id    process.executable.build_id.gnu (hex) or .go (other); without one,
-                                  .htlhash from the file at the mapping's path when readable here
-              mapping flags       pprof.mapping.has_functions (has_filenames, has_line_numbers,
-                                  has_inline_frames)
-              is_folded           location attribute pprof.location.is_folded
-              time, duration,     time_unix_nano, duration_nano, period_type, period; ids renumbered
-              period
+            pprof -> OTLP keeps all pprof content; converting back gives the
+            same profile (ids renumbered):
+              sample types   one OTLP Profile per type in one ScopeProfiles,
+                             every pprof sample in each (not merged); scope
+                             attributes pprof.scope.sample_type_order and
+                             pprof.scope.default_sample_type
+              labels         sample attributes (numbers keep their unit; a
+                             repeated key becomes an array)
+              comments etc.  pprof.profile.comment, .doc_url, .drop_frames,
+                             .keep_frames
+              build id       process.executable.build_id.gnu (hex) or .go;
+                             none: .htlhash of the local file if readable
+              mapping flags  pprof.mapping.has_functions (and the others)
+              is_folded      location attribute pprof.location.is_folded
 
-            OTLP -> pprof: a converted pprof comes back as it was. Any other request (such as
-            nodeprof's own export) becomes one pprof merging all profiles: one sample type per
-            OTLP sample type, a sample's value is its values (or its number of timestamps),
-            labels pid and process (from the resource), tid and thread (thread.id, thread.name),
-            other sample attributes by name, and trace_id / span_id (hex) from the sample's link.
+            OTLP -> pprof: a converted pprof comes back as it was. Any other
+            request (such as nodeprof's export) becomes one pprof: one sample
+            type per OTLP sample type, values (or the number of timestamps),
+            labels pid, process, tid, thread, other sample attributes by
+            name, and trace_id / span_id (hex) from the sample's link.
 
             Examples:
               nodeprof convert cpu.pb.gz cpu.otlp

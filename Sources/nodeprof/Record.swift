@@ -22,14 +22,15 @@ struct Record: AsyncParsableCommand {
               .otlp    one OTLP ExportProfilesServiceRequest (binary protobuf)
               .json    the same request in the OTLP/JSON mapping, for humans
 
-            Exporting to an OpenTelemetry collector (OTLP profiles, v1development):
-              --otlp-endpoint URL sends the profile while recording, every --export-interval.
-              gRPC (port 4317) or HTTP/protobuf (port 4318): --otlp-protocol, or inferred
-              from port 4317 (grpc); an http:// URL is plaintext, https:// uses TLS. For HTTP,
-              a URL without a path gets /v1development/profiles. The standard variables
-              OTEL_EXPORTER_OTLP_{,PROFILES_}{ENDPOINT,PROTOCOL,HEADERS,TIMEOUT,COMPRESSION,
-              CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY,INSECURE} apply; flags win over them,
-              and a set ENDPOINT variable turns exporting on without the flag.
+            Exporting to an OpenTelemetry collector (OTLP profiles):
+              --otlp-endpoint URL exports while recording, every
+              --export-interval. gRPC or HTTP/protobuf: --otlp-protocol, else
+              grpc for port 4317, else http/protobuf (a URL without a path
+              gets /v1development/profiles). http:// is plaintext, https://
+              TLS. The OTEL_EXPORTER_OTLP_* variables (ENDPOINT, PROTOCOL,
+              HEADERS, TIMEOUT, COMPRESSION, CERTIFICATE, CLIENT_CERTIFICATE,
+              CLIENT_KEY, INSECURE, and their PROFILES_ forms) apply; flags
+              win, and a set ENDPOINT variable turns exporting on.
 
             Examples:
               nodeprof record                                  # whole machine, 10 s
