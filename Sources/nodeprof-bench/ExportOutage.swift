@@ -25,7 +25,8 @@ struct ExportOutage: AsyncParsableCommand {
     }
 
     @Option(help: "OTLP transport to the receiver.") var transport: Transport = .http
-    @Option(help: "Seconds the receiver's ingest ports stay closed.") var outageSeconds = 60.0
+    @Option(help: "Seconds the receiver's ingest ports stay closed (0: no outage, for a baseline).")
+    var outageSeconds = 60.0
     @Option(help: "Seconds after the first request at which the outage starts.") var outageStartSeconds = 5.0
     @Option(help: "Seconds of feeding requests.") var feedSeconds = 75.0
     @Option(help: "Milliseconds between two requests.") var intervalMs = 500
@@ -39,10 +40,11 @@ struct ExportOutage: AsyncParsableCommand {
     @Option(help: "Python with hack/otlp/requirements.txt installed.") var python = ".venv/bin/python"
     @Option(help: "The receiver script.") var receiver = "hack/otlp/receiver.py"
     @Option(help: "Write the receiver's log here (default: discard).") var receiverLog: String?
+    @Flag(help: "Log the exporter's warnings (failed attempts, drops) on stderr.") var verbose = false
 
     func validate() throws {
-        guard outageSeconds > 0, feedSeconds > 0, drainSeconds >= 0, requestSeconds > 0 else {
-            throw ValidationError("durations must be positive")
+        guard outageSeconds >= 0, feedSeconds > 0, drainSeconds >= 0, requestSeconds > 0 else {
+            throw ValidationError("durations must be positive (the outage and drain may be 0)")
         }
         guard intervalMs > 0, sampleMs > 0, queueLimitKib > 0, distinctRequests > 0 else {
             throw ValidationError(
@@ -78,7 +80,7 @@ struct ExportOutage: AsyncParsableCommand {
             environment: [:], overrides: .init(endpoint: endpoint, transportProtocol: transportProtocol))
         configuration.queueLimitBytes = queueLimitKib * 1024
         var logger = Logger(label: "nodeprof-bench.export")
-        logger.logLevel = .error
+        logger.logLevel = verbose ? .warning : .error
         let exporter = try OTLPExporter(configuration: configuration, logger: logger)
         let running = Task { try await exporter.run() }
 
@@ -109,7 +111,9 @@ struct ExportOutage: AsyncParsableCommand {
         let ticks = Int(feedSeconds * 1000) / intervalMs
         for tick in 0..<ticks {
             try await Task.sleep(until: start + .milliseconds(tick * intervalMs), clock: clock)
-            if downStatus == nil && Measurement.milliseconds(clock.now - start) >= outageStartSeconds * 1000 {
+            if outageSeconds > 0 && downStatus == nil
+                && Measurement.milliseconds(clock.now - start) >= outageStartSeconds * 1000
+            {
                 downStatus = try await receiver.down(seconds: outageSeconds)
             }
             let template = templates[tick % templates.count]
@@ -176,8 +180,15 @@ struct ExportOutage: AsyncParsableCommand {
                 Double(reading.succeededRequests), Double(reading.droppedRequests),
             ]
         }
+        let retry: [String: Any] = [
+            "initial_backoff_s": configuration.retry.initialBackoff / .seconds(1),
+            "max_backoff_s": configuration.retry.maxBackoff / .seconds(1),
+            "max_elapsed_s": configuration.retry.maxElapsedTime / .seconds(1),
+        ]
         let report: [String: Any] = [
             "transport": transport.rawValue, "queue_limit_bytes": configuration.queueLimitBytes,
+            "compression": configuration.compression.rawValue, "timeout_s": configuration.timeout / .seconds(1),
+            "retry": retry, "distinct_requests": templates.count,
             "request_bytes": requestSizes, "interval_ms": intervalMs, "feed_seconds": fedSeconds,
             "outage": outage, "drained_s": drainedSeconds, "rss_kib": resident, "held_bytes": held,
             "requests": requests, "samples": samples, "receiver": receiverCounts, "resumed": !afterOutage.isEmpty,

@@ -211,14 +211,14 @@ struct OTLPEncodeCost: ParsableCommand {
 
     /// What the profile holds, for the report.
     static func describe(_ profile: Profile) -> [String: Any] {
-        var processes: Set<Int32> = []
+        var samplesByProcess: [Int32: Int] = [:]
         var threads: Set<Int32> = []
         var withKernelFrames = 0
         var frames = 0
         var modules: Set<String> = []
         var functions: Set<String> = []
         for sample in profile.samples {
-            processes.insert(sample.pid)
+            samplesByProcess[sample.pid, default: 0] += 1
             threads.insert(sample.tid)
             frames += sample.frames.count
             if sample.frames.first?.kind == .kernel { withKernelFrames += 1 }
@@ -233,7 +233,8 @@ struct OTLPEncodeCost: ParsableCommand {
         }
         let samples = max(profile.sampleCount, 1)
         return [
-            "samples": profile.sampleCount, "processes": processes.count, "threads": threads.count,
+            "samples": profile.sampleCount, "processes": samplesByProcess.count, "threads": threads.count,
+            "busiest_process_share": Double(samplesByProcess.values.max() ?? 0) / Double(samples),
             "distinct_stacks": profile.distinctStackCount, "files": modules.count, "function_names": functions.count,
             "mean_stack_depth": Double(frames) / Double(samples),
             "kernel_sample_share": Double(withKernelFrames) / Double(samples),
