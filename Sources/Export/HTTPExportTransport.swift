@@ -54,6 +54,10 @@ final class HTTPExportTransport: OTLPExportTransport {
             tlsConfiguration: tlsConfiguration, redirectConfiguration: .disallow,
             timeout: .init(connect: min(timeout, .seconds(10)), read: timeout))
         clientConfiguration.decompression = .disabled
+        // Fail an attempt when its connection cannot be made, instead of retrying inside the
+        // client until the timeout: the exporter's retry policy paces reconnection attempts
+        // and counts them.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration)
         url = endpoint.url
         compression = configuration.compression
@@ -125,14 +129,14 @@ final class HTTPExportTransport: OTLPExportTransport {
     }
 
     /// The receiver's explanation: the `google.rpc.Status` message of a protobuf body, else
-    /// the body as text (bounded, control characters escaped).
+    /// the body as text (escaped and bounded by the classification).
     static func errorMessage(body: [UInt8], contentType: String?) -> String {
         if contentType?.lowercased().hasPrefix("application/x-protobuf") == true,
             let status = try? GoogleRPCStatus(serializedBytes: body)
         {
-            return status.message.escapedForMessage
+            return status.message
         }
-        return String(decoding: body.prefix(1024), as: UTF8.self).trimmingASCIIWhitespace().escapedForMessage
+        return String(decoding: body.prefix(1024), as: UTF8.self).trimmingASCIIWhitespace()
     }
 
     private static func nanoseconds(_ duration: Duration) -> Int64 {

@@ -88,7 +88,7 @@ public enum OTLPRetryClassification {
     public static func grpcFailure(
         code: GRPCStatusCode, message: String, retryInfoDelay: Duration?
     ) -> OTLPExportAttemptOutcome {
-        let reason = message.isEmpty ? "gRPC \(code)" : "gRPC \(code): \(message)"
+        let reason = message.isEmpty ? "gRPC \(code)" : "gRPC \(code): \(message.escapedForMessage)"
         if isRetryable(code, hasRetryInfo: retryInfoDelay != nil) {
             return .retryable(reason: reason, retryAfter: retryInfoDelay)
         }
@@ -104,7 +104,7 @@ public enum OTLPRetryClassification {
     /// The outcome of an HTTP export answered with a status other than 2xx. `retryAfter` is
     /// the Retry-After header already converted to a delay ("OTLP/HTTP Throttling").
     public static func httpFailure(status: Int, message: String, retryAfter: Duration?) -> OTLPExportAttemptOutcome {
-        let reason = "HTTP \(status)" + (message.isEmpty ? "" : ": \(message)")
+        let reason = "HTTP \(status)" + (message.isEmpty ? "" : ": \(message.escapedForMessage)")
         if isRetryable(httpStatus: status) {
             return .retryable(reason: reason, retryAfter: retryAfter)
         }

@@ -342,7 +342,8 @@ public actor OTLPExporter {
             return
         case .log(let previous, let previousRepeats, let repeatsOfThis):
             if let previous {
-                logger.log(level: level, "previous message repeated \(previousRepeats) more times: \(previous)")
+                // Bookkeeping for an earlier run of warnings or errors: visible at warning level.
+                logger.warning("previous message repeated \(previousRepeats) more times: \(previous)")
             }
             var metadata = metadata
             if repeatsOfThis > 0 { metadata["unlogged_repeats"] = "\(repeatsOfThis)" }
