@@ -2,6 +2,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
 import Profiles
+import Synchronization
 
 /// OTLP/gRPC: unary `ProfilesService/Export` calls through grpc-swift over HTTP/2.
 ///
@@ -15,8 +16,16 @@ final class GRPCExportTransport: OTLPExportTransport {
         fullyQualifiedService: "opentelemetry.proto.collector.profiles.v1development.ProfilesService",
         method: "Export")
 
+    private enum Connections {
+        case notStarted
+        case running(Task<Void, Never>)
+        case shutDown
+    }
+
     private let client: GRPCClient<HTTP2ClientTransport.Posix>
-    private let connections: Task<Void, Never>
+    /// The client's connection task, started by the first export (so that a transport that
+    /// never exports holds no connection and no task).
+    private let connections = Mutex(Connections.notStarted)
     private let options: CallOptions
     private let metadata: Metadata
 
@@ -64,9 +73,7 @@ final class GRPCExportTransport: OTLPExportTransport {
                 setting: endpoint.usesTLS ? "TLS configuration" : "endpoint", value: endpoint.url,
                 problem: "cannot set up the gRPC transport: \(error)")
         }
-        let client = GRPCClient(transport: transport)
-        self.client = client
-        connections = Task { try? await client.runConnections() }
+        client = GRPCClient(transport: transport)
 
         var options = CallOptions.defaults
         options.timeout = configuration.timeout
@@ -88,6 +95,11 @@ final class GRPCExportTransport: OTLPExportTransport {
     }
 
     func export(_ request: [UInt8]) async -> OTLPExportAttemptOutcome {
+        connections.withLock { connections in
+            guard case .notStarted = connections else { return }
+            let client = client
+            connections = .running(Task { try? await client.runConnections() })
+        }
         let response: [UInt8]
         do {
             response = try await client.unary(
@@ -109,8 +121,13 @@ final class GRPCExportTransport: OTLPExportTransport {
     }
 
     func shutdown() async {
+        let running = connections.withLock { connections in
+            defer { connections = .shutDown }
+            guard case .running(let task) = connections else { return nil as Task<Void, Never>? }
+            return task
+        }
         client.beginGracefulShutdown()
-        await connections.value
+        await running?.value
     }
 
     /// Classifies a failed call (OTLP spec, "OTLP/gRPC Response", "Failures"), reading

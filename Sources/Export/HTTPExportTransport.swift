@@ -6,6 +6,7 @@ import NIOHTTP1
 import NIOSSL
 import NodeprofCore
 import Profiles
+import Synchronization
 
 /// OTLP/HTTP with binary protobuf: `POST` to the endpoint through AsyncHTTPClient.
 ///
@@ -16,7 +17,16 @@ final class HTTPExportTransport: OTLPExportTransport {
     /// Responses are an `ExportProfilesServiceResponse` or a `google.rpc.Status`; both small.
     static let maxResponseBytes = 1 << 20
 
-    private let client: HTTPClient
+    private enum Client {
+        case notCreated
+        case running(HTTPClient)
+        case shutDown
+    }
+
+    /// Created by the first export: an HTTPClient must be shut down before it is released,
+    /// and a transport that never exports should need no shutdown.
+    private let client = Mutex(Client.notCreated)
+    private let clientConfiguration: HTTPClient.Configuration
     private let url: String
     private let headers: HTTPHeaders
     private let compression: OTLPExporterConfiguration.Compression
@@ -58,7 +68,7 @@ final class HTTPExportTransport: OTLPExportTransport {
         // client until the timeout: the exporter's retry policy paces reconnection attempts
         // and counts them.
         clientConfiguration.connectionPool.retryConnectionEstablishment = false
-        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration)
+        self.clientConfiguration = clientConfiguration
         url = endpoint.url
         compression = configuration.compression
         self.timeout = timeout
@@ -89,6 +99,9 @@ final class HTTPExportTransport: OTLPExportTransport {
 
         let response: HTTPClientResponse
         do {
+            guard let client = currentClient() else {
+                return .retryable(reason: "the HTTP transport is shut down", retryAfter: nil)
+            }
             response = try await client.execute(httpRequest, timeout: timeout)
         } catch {
             // Connection refused or reset, TLS failure, timeout: all transient (OTLP spec,
@@ -107,7 +120,28 @@ final class HTTPExportTransport: OTLPExportTransport {
     }
 
     func shutdown() async {
-        try? await client.shutdown()
+        let running = client.withLock { client in
+            defer { client = .shutDown }
+            guard case .running(let httpClient) = client else { return nil as HTTPClient? }
+            return httpClient
+        }
+        try? await running?.shutdown()
+    }
+
+    private func currentClient() -> HTTPClient? {
+        client.withLock { client in
+            switch client {
+            case .notCreated:
+                let httpClient = HTTPClient(
+                    eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration)
+                client = .running(httpClient)
+                return httpClient
+            case .running(let httpClient):
+                return httpClient
+            case .shutDown:
+                return nil
+            }
+        }
     }
 
     /// Classifies a response (OTLP spec, "OTLP/HTTP Response"): 2xx carries an

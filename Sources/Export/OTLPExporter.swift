@@ -86,6 +86,7 @@ public actor OTLPExporter {
     public var statistics: OTLPExporterStatistics {
         var snapshot = stats
         snapshot.queuedRequests = queue.count
+        snapshot.inFlightRequests = inFlight.count
         snapshot.queuedBytes = heldBytes
         return snapshot
     }
@@ -135,7 +136,7 @@ public actor OTLPExporter {
     /// On cancellation the requests in flight are interrupted and put back, then every queued
     /// request gets one more attempt within ``OTLPExporterConfiguration/shutdownTimeout``;
     /// what is still left is dropped as ``OTLPExporterStatistics/DropReason/shutdown``, and the
-    /// transport is closed. Later ``enqueue(_:)`` calls drop their request.
+    /// transport is closed. From the cancellation on, ``enqueue(_:)`` drops its request.
     ///
     /// - Throws: ``OTLPExporterError/alreadyStarted`` on a second call.
     public func run() async throws {
@@ -242,33 +243,33 @@ public actor OTLPExporter {
             stats.bytesSent += item.byteCount
 
             switch await transport.export(item.request.bytes) {
+            // Statistics first, then finish(): it may wake flush() callers.
             case .success(let result):
-                finish(item)
                 recordSuccess(of: item, result: result)
+                finish(item)
                 return
             case .permanent(let reason):
-                finish(item)
                 stats.lastError = reason
                 drop(item, .permanentError, because: "the receiver refused it: \(reason)")
+                finish(item)
                 return
             case .retryable(let reason, let retryAfter):
                 // A failure caused by our own cancellation says nothing about the receiver.
                 guard !Task.isCancelled else { return putBack(item) }
                 stats.lastError = reason
                 guard retrying else {
-                    finish(item)
                     drop(item, .shutdown, because: "the last attempt at shutdown failed: \(reason)")
+                    finish(item)
                     return
                 }
                 let delay = configuration.retry.delay(forRetry: retry, receiverDelay: retryAfter, using: &generator)
                 let elapsed = clock.now() - started
                 guard elapsed + delay <= configuration.retry.maxElapsedTime else {
-                    finish(item)
+                    let limit = configuration.retry.maxElapsedTime.formatted
                     drop(
                         item, .retriesExhausted,
-                        because:
-                            "failing for \(elapsed.formatted) (limit \(configuration.retry.maxElapsedTime.formatted)): \(reason)"
-                    )
+                        because: "failing for \(elapsed.formatted) (limit \(limit)): \(reason)")
+                    finish(item)
                     return
                 }
                 log(

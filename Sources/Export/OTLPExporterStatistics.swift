@@ -1,6 +1,7 @@
 /// A snapshot of what an ``OTLPExporter`` has done since it was created, for metrics and
-/// logs. Every request handed to ``OTLPExporter/enqueue(_:)`` ends up in exactly one of:
-/// queued or in flight now, succeeded, partially succeeded, or dropped (by reason).
+/// logs. Every request handed to ``OTLPExporter/enqueue(_:)`` is counted in exactly one of:
+/// ``queuedRequests``, ``inFlightRequests``, ``succeeded``, ``partiallySucceeded`` or
+/// ``dropped`` (by reason).
 public struct OTLPExporterStatistics: Sendable, Hashable {
     /// Why requests were dropped.
     public enum DropReason: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
@@ -53,6 +54,8 @@ public struct OTLPExporterStatistics: Sendable, Hashable {
     public var bytesSent = 0
     /// Requests waiting now, not counting those in flight.
     public var queuedRequests = 0
+    /// Requests being sent now (or waiting to be retried).
+    public var inFlightRequests = 0
     /// Bytes held now: queued and in-flight requests. Never above the queue limit.
     public var queuedBytes = 0
     /// The most bytes ever held at once.

@@ -141,7 +141,8 @@ import Testing
                 #expect(await exporter.enqueue(fakeRequest(byteCount: 300, tag: tag)))
                 let now = await exporter.statistics
                 #expect(now.queuedBytes <= 1000)
-                #expect(now.accountsForEveryRequest(inFlight: 1))
+                #expect(now.accountsForEveryRequest)
+                #expect(now.inFlightRequests == 1)
             }
             let held = await exporter.statistics
             #expect(held.queuedRequests == 2 && held.queuedBytes == 900)
@@ -164,7 +165,7 @@ import Testing
         #expect(statistics.succeeded.requests == 3)
         #expect(statistics.enqueued.requests == 12)
         #expect(statistics.enqueued.requests == statistics.succeeded.requests + statistics.totalDropped.requests)
-        #expect(statistics.accountsForEveryRequest(inFlight: 0))
+        #expect(statistics.accountsForEveryRequest)
     }
 
     @Test func flushReturnsWhatItCouldNotSendInTime() async throws {
@@ -243,7 +244,7 @@ import Testing
         #expect(await !exporter.enqueue(fakeRequest(byteCount: 10)))
         statistics = await exporter.statistics
         #expect(statistics.dropped(.shutdown).requests == 4)
-        #expect(statistics.accountsForEveryRequest(inFlight: 0))
+        #expect(statistics.accountsForEveryRequest)
     }
 
     @Test func theShutdownDrainIsBoundedInTime() async throws {
@@ -284,6 +285,15 @@ import Testing
         #expect(retryLines.count == 1, "50 identical failures within a minute: one line")
         let recovered = recorder.all.first { $0.message == "OTLP export recovered" }
         #expect(recovered?.metadata["unlogged_repeats"] == "49")
+    }
+
+    @Test(arguments: [OTLPExporterConfiguration.TransportProtocol.grpc, .httpProtobuf])
+    func anExporterThatNeverRanNeedsNoShutdown(transportProtocol: OTLPExporterConfiguration.TransportProtocol) throws {
+        // The transports create their clients on first use, so nothing is left to close.
+        var exporter: OTLPExporter? = try OTLPExporter(
+            configuration: OTLPExporterConfiguration(transportProtocol: transportProtocol), logger: Logger(label: "t"))
+        #expect(exporter?.configuration.transportProtocol == transportProtocol)
+        exporter = nil
     }
 
     @Test func aConfigurationThatCannotWorkIsRefused() {

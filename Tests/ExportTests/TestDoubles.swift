@@ -163,9 +163,10 @@ func waitUntil(
 
 extension OTLPExporterStatistics {
     /// Every enqueued request is accounted for exactly once.
-    func accountsForEveryRequest(inFlight: Int) -> Bool {
+    var accountsForEveryRequest: Bool {
         enqueued.requests
-            == succeeded.requests + partiallySucceeded.requests + totalDropped.requests + queuedRequests + inFlight
+            == succeeded.requests + partiallySucceeded.requests + totalDropped.requests + queuedRequests
+            + inFlightRequests
     }
 }
 
