@@ -1,4 +1,5 @@
 import Export
+import TestSupport
 import Testing
 
 /// `OTLPExporterConfiguration(environment:)` against the OTel SDK rules, with hostile values.

@@ -1,5 +1,6 @@
 import Logging
 import Profiles
+import TestSupport
 import Testing
 
 @testable import Export

@@ -11,7 +11,7 @@ typealias TransportProtocol = OTLPExporterConfiguration.TransportProtocol
 /// A configuration for `receiver` over `transportProtocol`, read from the environment
 /// variables as the agent would, with fast retries for tests.
 func receiverConfiguration(
-    _ receiver: TestReceiver, _ transportProtocol: TransportProtocol, extraEnvironment: [String: String] = [:]
+    _ receiver: OTLPTestReceiver, _ transportProtocol: TransportProtocol, extraEnvironment: [String: String] = [:]
 ) throws -> OTLPExporterConfiguration {
     let port = transportProtocol == .grpc ? receiver.grpcPort : receiver.httpPort
     var environment = [
@@ -169,7 +169,7 @@ struct ReceiverIntegrationTests {
         let directory = try TemporaryDirectory(prefix: "nodeprof-tls")
         let files = try TestCertificates.make(in: directory)
         let request = try TestRequests.make(samples: 20)
-        let receiverTLS = TestReceiver.TLSFiles(
+        let receiverTLS = OTLPTestReceiver.TLSFiles(
             certificate: files.serverCertificate, key: files.serverKey, clientCertificateAuthority: files.authority)
         try await withReceiver(tls: receiverTLS) { receiver in
             let port = transportProtocol == .grpc ? receiver.grpcPort : receiver.httpPort

@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCProtobuf
 import Profiles
+import TestSupport
 import Testing
 
 @testable import Export

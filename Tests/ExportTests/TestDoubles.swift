@@ -1,6 +1,7 @@
 import Logging
 import Profiles
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import Export

@@ -11,7 +11,7 @@ import Testing
 
     @Test(arguments: Transport.allCases)
     func recordExportsWhileRecordingWithZeroViolations(transport: Transport) async throws {
-        let receiver = try OTLPTestReceiver()
+        let receiver = try await OTLPTestReceiver.start()
         defer { receiver.stop() }
         let nodeprof = try builtProduct("nodeprof")
         let dir = try TemporaryDirectory()
@@ -36,7 +36,7 @@ import Testing
         let records = try await receiver.records()
         #expect(records.count >= 3, "one request per 1 s window over 4 s; got \(records.count)")
         for record in records {
-            #expect(record.proto == transport.rawValue)
+            #expect(record.transport == transport.rawValue)
             #expect(record.outcome == "ok")
             #expect(record.violations == [], "request \(record.index): \(record.violations)")
             #expect(record.gzip)
@@ -47,13 +47,13 @@ import Testing
         // what the receiver decoded.
         let recorded = try #require(
             run.stderr.firstMatch(of: /recorded (\d+) samples/).flatMap { Int($0.1) }, "summary: \(run.stderr)")
-        #expect(records.map(\.weight).reduce(0, +) == recorded)
+        #expect(records.map { $0.summary?.totalWeight ?? 0 }.reduce(0, +) == recorded)
         #expect(run.stderr.contains("exported \(recorded) samples"), "\(run.stderr)")
 
         // The receiver's hottest leaf function is pprof's.
         var weights: [String: Int] = [:]
         for record in records {
-            for (name, weight) in record.topFunctions { weights[name, default: 0] += weight }
+            for function in record.summary?.topFunctions ?? [] { weights[function.name, default: 0] += function.weight }
         }
         let receiverTop = try #require(weights.max { $0.value < $1.value }?.key)
         let top = try goToolPprof(["-top", "-nodecount=1", output])

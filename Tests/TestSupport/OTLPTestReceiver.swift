@@ -1,74 +1,146 @@
 public import Foundation
 
-/// The real OTLP profiles receiver of the tests (`hack/otlp/receiver.py`: grpcio and the
-/// official opentelemetry-proto code, a conformance check of every request), run as a child
-/// process on free ports, with its control API (see hack/otlp/README.md).
+/// `hack/otlp/receiver.py` run as a child process: a real OTLP profiles receiver (grpcio and
+/// the official opentelemetry-proto code, a conformance check of every request) on free
+/// ports, with its control API for faults and outages (see hack/otlp/README.md).
+///
+/// Unchecked Sendable: every stored property is immutable after `start`; `Process` is only
+/// asked `isRunning` and told to stop.
 public final class OTLPTestReceiver: @unchecked Sendable {
+    /// One export the receiver saw (a record of `GET /requests`).
+    public struct Record: Decodable, Sendable {
+        public struct Summary: Decodable, Sendable {
+            public var profiles: Int
+            /// Sample messages (merged samples count once).
+            public var samples: Int
+            /// Samples counted one per timestamp (or by value), as
+            /// `OTLPEncodedRequest.sampleCount` counts them.
+            public var totalWeight: Int
+            /// Leaf functions by weight, heaviest first.
+            public var topFunctions: [FunctionWeight]
+        }
+
+        /// A `[name, weight]` pair of the summary.
+        public struct FunctionWeight: Decodable, Sendable {
+            public var name: String
+            public var weight: Int
+
+            public init(from decoder: any Decoder) throws {
+                var pair = try decoder.unkeyedContainer()
+                name = try pair.decode(String.self)
+                weight = try pair.decode(Int.self)
+            }
+        }
+
+        public var index: Int
+        /// "grpc" or "http".
+        public var transport: String
+        /// Arrival, Unix seconds.
+        public var time: Double
+        public var wireBytes: Int?
+        public var messageBytes: Int?
+        public var gzip: Bool
+        public var tls: Bool
+        public var clientCertCn: String?
+        /// Request headers (gRPC metadata), keys lowercased.
+        public var headers: [String: String]
+        /// "ok", "partial", "grpc UNAVAILABLE", "http 503", ...
+        public var outcome: String
+        public var decodeError: String?
+        public var summary: Summary?
+        public var violations: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case index, time, wireBytes, messageBytes, gzip, tls, clientCertCn, headers, outcome, decodeError
+            case summary, violations
+            case transport = "protocol"
+        }
+    }
+
+    public struct Status: Decodable, Sendable {
+        public var ingestUp: Bool
+        public var requestsRecorded: Int
+    }
+
+    /// Certificate files for the receiver's TLS listeners.
+    public struct TLSFiles: Sendable {
+        public var certificate: String
+        public var key: String
+        public var clientCertificateAuthority: String?
+
+        public init(certificate: String, key: String, clientCertificateAuthority: String? = nil) {
+            self.certificate = certificate
+            self.key = key
+            self.clientCertificateAuthority = clientCertificateAuthority
+        }
+    }
+
     public let grpcPort: Int
     public let httpPort: Int
     public let controlPort: Int
     private let process: Process
+    private let logPath: String
+    private let directory: TemporaryDirectory
 
-    /// One export the receiver saw, as its control API reports it.
-    public struct Record: Sendable {
-        public var index: Int
-        public var proto: String
-        public var time: Double
-        public var outcome: String
-        public var gzip: Bool
-        public var headers: [String: String]
-        public var violations: [String]
-        /// Sample messages (merged samples count once).
-        public var samples: Int
-        /// Samples they stand for (values, or one per timestamp).
-        public var weight: Int
-        /// Leaf functions by weight, heaviest first.
-        public var topFunctions: [(name: String, weight: Int)]
-    }
+    public var grpcEndpoint: String { "http://127.0.0.1:\(grpcPort)" }
+    public var httpEndpoint: String { "http://127.0.0.1:\(httpPort)" }
 
-    /// Starts the receiver and waits until it listens. Extra arguments (TLS) are passed on.
-    public init(arguments: [String] = []) throws {
-        let root = repositoryRoot()
-        let python = "\(root)/.venv/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw FixtureError(
-                "\(python) missing: run hack/setup (it creates .venv with grpcio and opentelemetry-proto)")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments =
-            ["\(root)/hack/otlp/receiver.py", "--grpc-port", "0", "--http-port", "0", "--control-port", "0"]
-            + arguments
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        process.standardError = FileHandle.standardError
-        try process.run()
+    private init(process: Process, ports: [String: Int], logPath: String, directory: TemporaryDirectory) {
         self.process = process
-
-        // The first stdout line is {"grpc_port": ..., "http_port": ..., "control_port": ...}.
-        var line = Data()
-        let handle = stdout.fileHandleForReading
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = handle.availableData
-            if chunk.isEmpty {
-                process.terminate()
-                throw FixtureError("hack/otlp/receiver.py exited before listening")
-            }
-            line.append(chunk)
-        }
-        guard let ports = try JSONSerialization.jsonObject(with: line) as? [String: Any],
-            let grpc = ports["grpc_port"] as? Int, let http = ports["http_port"] as? Int,
-            let control = ports["control_port"] as? Int
-        else {
-            process.terminate()
-            throw FixtureError("receiver.py printed \(String(decoding: line, as: UTF8.self))")
-        }
-        grpcPort = grpc
-        httpPort = http
-        controlPort = control
+        grpcPort = ports["grpc_port"] ?? 0
+        httpPort = ports["http_port"] ?? 0
+        controlPort = ports["control_port"] ?? 0
+        self.logPath = logPath
+        self.directory = directory
     }
 
     deinit { stop() }
+
+    private static var python: String { "\(repositoryRoot())/.venv/bin/python" }
+
+    /// Starts a receiver on free ports and waits for its ready line.
+    public static func start(tls: TLSFiles? = nil) async throws -> OTLPTestReceiver {
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            throw FixtureError("\(python) is missing; run hack/setup to create the Python environment")
+        }
+        let directory = try TemporaryDirectory(prefix: "nodeprof-receiver")
+        let logPath = directory.file("receiver.log")
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        var arguments = [
+            "\(repositoryRoot())/hack/otlp/receiver.py", "--grpc-port", "0", "--http-port", "0", "--control-port", "0",
+        ]
+        if let tls {
+            arguments += ["--tls-cert", tls.certificate, "--tls-key", tls.key]
+            if let authority = tls.clientCertificateAuthority { arguments += ["--tls-client-ca", authority] }
+        }
+        process.arguments = arguments
+        let stdout = Pipe()
+        process.standardOutput = stdout
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try process.run()
+
+        // The ready line; EOF (an exit) instead means the receiver could not start. Read on
+        // a thread of its own: the read blocks.
+        let descriptor = stdout.fileHandleForReading.fileDescriptor
+        let line = await withCheckedContinuation { (continuation: CheckedContinuation<[UInt8], Never>) in
+            Thread.detachNewThread {
+                var line: [UInt8] = []
+                var byte: UInt8 = 0
+                while read(descriptor, &byte, 1) == 1 && byte != UInt8(ascii: "\n") { line.append(byte) }
+                continuation.resume(returning: line)
+            }
+        }
+        guard let ports = try? JSONDecoder().decode([String: Int].self, from: Data(line)) else {
+            process.terminate()
+            process.waitUntilExit()
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            throw FixtureError("receiver.py did not start: \(String(decoding: line, as: UTF8.self))\n\(log)")
+        }
+        return OTLPTestReceiver(process: process, ports: ports, logPath: logPath, directory: directory)
+    }
 
     /// Stops the receiver: SIGTERM, then SIGKILL if it is still there after 5 s.
     public func stop() {
@@ -79,13 +151,39 @@ public final class OTLPTestReceiver: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    public var grpcEndpoint: String { "http://127.0.0.1:\(grpcPort)" }
-    public var httpEndpoint: String { "http://127.0.0.1:\(httpPort)" }
+    /// The receiver's stderr so far, for failure messages.
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// Sends a control request and returns the response body. Uses the venv's Python
-    /// (urllib) as the HTTP client: small, and independent of the code under test.
-    @discardableResult
-    public func control(_ method: String, _ path: String, json body: String? = nil) async throws -> Data {
+    // MARK: Control API
+
+    /// Every export recorded so far.
+    public func records() async throws -> [Record] {
+        try Self.decoder.decode([Record].self, from: try await control("GET", "/requests"))
+    }
+
+    public func status() async throws -> Status {
+        try Self.decoder.decode(Status.self, from: try await control("GET", "/status"))
+    }
+
+    /// Queues faults (a JSON list), consumed in order by incoming exports.
+    public func addFaults(_ json: String) async throws {
+        _ = try await control("POST", "/faults", body: json)
+    }
+
+    /// Closes the ingest listeners; they reopen after `seconds`.
+    public func down(seconds: Double) async throws {
+        _ = try await control("POST", "/down", body: "{\"seconds\": \(seconds)}")
+    }
+
+    private static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }()
+
+    /// Sends a control request with the venv's Python (urllib) as the HTTP client: small,
+    /// and independent of the HTTP code under test.
+    private func control(_ method: String, _ path: String, body: String? = nil) async throws -> Data {
         let script = """
             import sys, urllib.request
             body = sys.argv[3].encode() if len(sys.argv) > 3 else None
@@ -94,39 +192,10 @@ public final class OTLPTestReceiver: @unchecked Sendable {
             sys.stdout.buffer.write(urllib.request.urlopen(request, timeout=30).read())
             """
         let url = "http://127.0.0.1:\(controlPort)\(path)"
-        let result = try runProgramCapturing(
-            "\(repositoryRoot())/.venv/bin/python", ["-c", script, method, url] + (body.map { [$0] } ?? []))
+        let result = try runProgramCapturing(Self.python, ["-c", script, method, url] + (body.map { [$0] } ?? []))
         guard result.status == 0 else {
             throw FixtureError("receiver control \(method) \(path) failed: \(result.stderr)")
         }
         return Data(result.stdout.utf8)
-    }
-
-    /// Queues faults (a JSON list, see hack/otlp/README.md) for the next exports.
-    public func injectFaults(_ json: String) async throws {
-        try await control("POST", "/faults", json: json)
-    }
-
-    /// Every export recorded so far.
-    public func records() async throws -> [Record] {
-        let data = try await control("GET", "/requests")
-        guard let list = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
-            throw FixtureError("receiver /requests is not a JSON list")
-        }
-        return list.map { object in
-            let summary = object["summary"] as? [String: Any] ?? [:]
-            let top = (summary["top_functions"] as? [[Any]] ?? []).compactMap { pair -> (String, Int)? in
-                guard pair.count == 2, let name = pair[0] as? String else { return nil }
-                return (name, (pair[1] as? NSNumber)?.intValue ?? 0)
-            }
-            return Record(
-                index: object["index"] as? Int ?? -1, proto: object["protocol"] as? String ?? "",
-                time: object["time"] as? Double ?? 0, outcome: object["outcome"] as? String ?? "",
-                gzip: object["gzip"] as? Bool ?? false, headers: object["headers"] as? [String: String] ?? [:],
-                violations: object["violations"] as? [String] ?? [],
-                samples: (summary["samples"] as? NSNumber)?.intValue ?? 0,
-                weight: (summary["total_weight"] as? NSNumber)?.intValue ?? 0,
-                topFunctions: top.map { (name: $0.0, weight: $0.1) })
-        }
     }
 }
