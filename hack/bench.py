@@ -520,11 +520,11 @@ def memory_note(x, request_bytes):
     ]
     if fall >= 10 * 1024:
         lines += [
-            f"Its largest fall, {fall / 1024:.1f} MiB between {before['seconds']:.1f} s and {after['seconds']:.1f} s, came as the drop count went from",
-            f"{before['dropped']:.0f} to {after['dropped']:.0f}: about {fall * 1024 / request_bytes:.0f} requests' worth freed at once. That matches how",
-            "`RequestQueue` (Sources/Export/RequestQueue.swift) pops: it moves a head index and keeps the popped",
-            "requests in its storage until it compacts, after 64 pops; so during an outage up to 64 dropped",
-            f"requests (here {64 * request_bytes / 1048576:.0f} MiB) stay in memory beyond the queue limit. Not measured further here.",
+            f"Its largest fall, {fall / 1024:.1f} MiB (about {fall * 1024 / request_bytes:.0f} requests) between {before['seconds']:.1f} s and {after['seconds']:.1f} s, came as the",
+            f"drop count went from {before['dropped']:.0f} to {after['dropped']:.0f}. `RequestQueue` (Sources/Export/RequestQueue.swift) pops by moving",
+            "a head index and keeps the popped requests in its storage until it compacts, after 64 pops; so",
+            f"during an outage up to 64 dropped requests (up to {64 * request_bytes / 1048576:.0f} MiB here) stay referenced beyond the queue",
+            "limit, which fits this fall and the steady growth before it. Not measured further here.",
         ]
     else:
         lines += ["RSS did not fall by 10 MiB or more at once during that run."]
@@ -565,7 +565,7 @@ def outage_section(h, g, base, hm):
             return "- | - | -"
         return f"{kib(p['held_bytes'])} | {p['rss_kib'] / 1024:.1f} MiB | {p['delivered']:.0f} / {p['dropped']:.0f}"
 
-    # Every 10 s (2 s in a quick run), and the last readings after the drain.
+    # Every 10 s (2 s in a quick run), and the last readings (just before the drain ended).
     hp, gp = timeline(h), timeline(g)
     step = 10 if h["outage"]["seconds"] >= 30 else 2
     marks = []
@@ -573,7 +573,7 @@ def outage_section(h, g, base, hm):
     while t <= max(hp[-1]["seconds"], gp[-1]["seconds"]):
         marks.append(f"| {t} | {cell(near(hp, t))} | {cell(near(gp, t))} |")
         t += step
-    marks.append(f"| end: {hp[-1]['seconds']:.0f} / {gp[-1]['seconds']:.0f} | {cell(hp[-1])} | {cell(gp[-1])} |")
+    marks.append(f"| last reading: {hp[-1]['seconds']:.0f} / {gp[-1]['seconds']:.0f} | {cell(hp[-1])} | {cell(gp[-1])} |")
     rb = h["request_bytes"]
     o = h["outage"]
     return [
