@@ -9,17 +9,18 @@ struct QueuedRequest: Sendable {
     var byteCount: Int { request.bytes.count }
 }
 
-/// First-in first-out requests with their total size. Popping is O(1); the storage is
-/// compacted once half of it is spent.
+/// First-in first-out requests with their total size. Popping is O(1) and releases the
+/// request at once (its slot is cleared, so dropped requests never outlive the queue bound);
+/// the storage is compacted once half of it is spent.
 struct RequestQueue: Sendable {
-    private var storage: [QueuedRequest] = []
+    private var storage: [QueuedRequest?] = []
     private var head = 0
     /// Bytes of the requests in the queue.
     private(set) var byteCount = 0
 
     var isEmpty: Bool { head == storage.count }
     var count: Int { storage.count - head }
-    var requests: ArraySlice<QueuedRequest> { storage[head...] }
+    var requests: [QueuedRequest] { storage[head...].compactMap { $0 } }
 
     mutating func append(_ item: QueuedRequest) {
         storage.append(item)
@@ -27,8 +28,8 @@ struct RequestQueue: Sendable {
     }
 
     mutating func popFirst() -> QueuedRequest? {
-        guard head < storage.count else { return nil }
-        let item = storage[head]
+        guard head < storage.count, let item = storage[head] else { return nil }
+        storage[head] = nil
         head += 1
         byteCount -= item.byteCount
         if head == storage.count {
@@ -43,13 +44,14 @@ struct RequestQueue: Sendable {
 
     /// Puts back a request that was taken out, in sequence order (usually at the front).
     mutating func putBack(_ item: QueuedRequest) {
-        let position = storage[head...].firstIndex(where: { $0.sequence > item.sequence }) ?? storage.endIndex
+        let position =
+            storage[head...].firstIndex(where: { ($0?.sequence ?? .max) > item.sequence }) ?? storage.endIndex
         storage.insert(item, at: position)
         byteCount += item.byteCount
     }
 
     mutating func removeAll() -> [QueuedRequest] {
-        let all = Array(storage[head...])
+        let all = storage[head...].compactMap { $0 }
         storage.removeAll()
         head = 0
         byteCount = 0
