@@ -23,7 +23,8 @@ internal import SwiftProtobuf
 ///   window `[time_unix_nano, time_unix_nano + duration_nano)` that contains every sample;
 /// - samples with identical stack, attributes (`thread.id`, `thread.name`) and link merged
 ///   into one, which keeps each occurrence's timestamp in `timestamps_unix_nano` (no
-///   `values`: each timestamp is one sample);
+///   `values`: each timestamp is one sample), or, with ``Configuration/sampleTimestamps``
+///   off, their number in `values`;
 /// - locations carry `profile.frame.type` (`native` or `kernel`) and a Line per symbolized
 ///   function; mappings carry `process.executable.build_id.gnu` when the file has one and
 ///   `process.executable.build_id.htlhash` whenever the file could be read. Kernel frames
@@ -48,10 +49,14 @@ public struct OTLPBuilder: Sendable {
         public var scopeVersion: String
         /// Source of profile ids (16 bytes, never all zero); random by default.
         public var makeProfileID: @Sendable () -> [UInt8]
+        /// Keep each sample's time (`timestamps_unix_nano`), the default. Without, a merged
+        /// sample carries its count in `values`, as pprof does: about a quarter of the gzip
+        /// size on a typical recording (BENCHMARKS.md), but no timeline.
+        public var sampleTimestamps: Bool
 
         public init(
             hostName: String, kernelBuildID: String? = nil, maximumRequestBytes: Int = 60 << 20,
-            scopeName: String = "nodeprof", scopeVersion: String = "",
+            scopeName: String = "nodeprof", scopeVersion: String = "", sampleTimestamps: Bool = true,
             makeProfileID: @escaping @Sendable () -> [UInt8] = OTLPBuilder.randomProfileID
         ) {
             self.hostName = hostName
@@ -59,6 +64,7 @@ public struct OTLPBuilder: Sendable {
             self.maximumRequestBytes = maximumRequestBytes
             self.scopeName = scopeName
             self.scopeVersion = scopeVersion
+            self.sampleTimestamps = sampleTimestamps
             self.makeProfileID = makeProfileID
         }
     }
@@ -107,7 +113,11 @@ public struct OTLPBuilder: Sendable {
             for scope in resource.scopeProfiles {
                 profiles += scope.profiles.count
                 for profile in scope.profiles {
-                    for sample in profile.samples { samples += max(sample.timestampsUnixNano.count, 1) }
+                    for sample in profile.samples {
+                        samples +=
+                            sample.timestampsUnixNano.isEmpty
+                            ? Int(clamping: sample.values.first ?? 1) : sample.timestampsUnixNano.count
+                    }
                 }
             }
         }
@@ -252,14 +262,23 @@ private struct RequestEncoder {
                     dictionary.attribute("thread.id", OTLPAnyValue(.int(Int64(sample.tid)))),
                     dictionary.attribute("thread.name", OTLPAnyValue(.string(sample.threadName))),
                 ])
+            let timestamps = configuration.sampleTimestamps
             if let position = positions[key] {
-                samples[position].timestampsUnixNano.append(sample.timestampNanos)
+                if timestamps {
+                    samples[position].timestampsUnixNano.append(sample.timestampNanos)
+                } else {
+                    samples[position].values[0] += 1
+                }
             } else {
                 positions[key] = samples.count
                 var otlpSample = OTLPSample()
                 otlpSample.stackIndex = key.stack
                 otlpSample.attributeIndices = key.attributes
-                otlpSample.timestampsUnixNano = [sample.timestampNanos]
+                if timestamps {
+                    otlpSample.timestampsUnixNano = [sample.timestampNanos]
+                } else {
+                    otlpSample.values = [1]
+                }
                 samples.append(otlpSample)
             }
         }

@@ -71,24 +71,17 @@ struct OTLPEncodeCost: ParsableCommand {
         report["otlp"] = otlp.report(samples: profile.sampleCount)
         report["otlp_gzip_within_pprof_gzip"] = otlp.gzipBytes <= pprof.gzipBytes
 
-        // Without timestamps: the same requests with a count per sample instead.
-        var countedBytes = 0
-        var countedGzipBytes = 0
-        var sampleMessages = 0
-        var counted: [[UInt8]] = []
-        for request in otlp.requests {
-            let result = try OTLPSampleCounts.replacingTimestamps(in: request.bytes)
-            countedBytes += result.bytes.count
-            countedGzipBytes += try Gzip.compress(result.bytes, level: 6).count
-            sampleMessages += result.sampleMessages
-            counted.append(result.bytes)
-        }
+        // Without timestamps: the builder's count-per-sample mode (pprof's information).
+        var counting = builder
+        counting.configuration.sampleTimestamps = false
+        let counted = try counting.encode(profile).map(\.bytes)
+        let countedBytes = counted.reduce(0) { $0 + $1.count }
+        let countedGzipBytes = try counted.reduce(0) { $0 + (try Gzip.compress($1, level: 6).count) }
         report["otlp_without_timestamps"] = [
             "raw_bytes": countedBytes, "gzip_bytes": countedGzipBytes,
             "raw_bytes_per_sample": Double(countedBytes) / Double(profile.sampleCount),
             "gzip_bytes_per_sample": Double(countedGzipBytes) / Double(profile.sampleCount),
         ]
-        report["otlp_sample_messages"] = sampleMessages
 
         // One resource for the whole profile instead of one per process: samples in recorded
         // order, and grouped by process (as the builder orders them when it groups).

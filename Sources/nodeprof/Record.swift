@@ -91,6 +91,12 @@ struct Record: AsyncParsableCommand {
     @Option(help: "How often to export while recording (with --otlp-endpoint).")
     var exportInterval = DurationArgument(seconds: 10)
 
+    @Flag(
+        help: ArgumentHelp(
+            "OTLP (export, .otlp, .json) without per-sample timestamps: a count per stack and thread, as pprof.",
+            discussion: "About a quarter of the size; backends lose the timeline (see BENCHMARKS.md)."))
+    var noTimestamps = false
+
     func validate() throws {
         guard frequency >= 1 else { throw ValidationError("--frequency must be at least 1 Hz") }
         guard top >= 0 else { throw ValidationError("--top must be 0 or more") }
@@ -127,7 +133,8 @@ struct Record: AsyncParsableCommand {
             ringBufferBytes: ringBufferMiB.map { $0 << 20 })
         let builder = OTLPBuilder(
             configuration: .init(
-                hostName: hostName(), kernelBuildID: KernelSymbols.buildID(), scopeVersion: NodeprofVersion.string))
+                hostName: hostName(), kernelBuildID: KernelSymbols.buildID(), scopeVersion: NodeprofVersion.string,
+                sampleTimestamps: !noTimestamps))
         let export = try exportConfiguration.map { configuration throws in
             ProfileExport(
                 builder: builder, exporter: try OTLPExporter(configuration: configuration, logger: Self.logger),

@@ -144,6 +144,25 @@ import Testing
         }
     }
 
+    @Test func withoutTimestampsMergedSamplesCarryTheirCount() throws {
+        let builder = OTLPBuilder(configuration: .init(hostName: "node-1", sampleTimestamps: false))
+        let encoded = try builder.encode(Self.profile(ProfilesSyntheticStacks.mixed))
+        #expect(encoded.map(\.sampleCount) == [ProfilesSyntheticStacks.mixed.count])
+        let request = try Self.decode(encoded[0])
+        let samples = request.resourceProfiles[0].scopeProfiles[0].profiles[0].samples
+        for sample in samples {
+            #expect(sample.timestampsUnixNano.isEmpty)
+            #expect(sample.values.count == 1)
+        }
+        // Counts per (leaf, thread) match the input.
+        var expected: [String: Int64] = [:]
+        for sample in ProfilesSyntheticStacks.mixed {
+            expected["\(sample.tid)/\(sample.frames.map { $0.function ?? "?" })", default: 0] += 1
+        }
+        #expect(samples.map(\.values[0]).sorted() == expected.values.sorted())
+        #expect(try otlpConformanceViolations(encoded[0].bytes) == [])
+    }
+
     @Test func profileHeaderFollowsTheSpec() throws {
         let request = try Self.decode(try Self.builder().encode(Self.profile(ProfilesSyntheticStacks.mixed))[0])
         let d = request.dictionary

@@ -64,19 +64,26 @@ import Testing
         #expect(receiverTop == "leaf_a")
     }
 
-    /// --output FILE.otlp writes one request that the official decoder and the checker accept.
+    /// --output FILE.otlp writes one request that the official decoder and the checker accept,
+    /// with timestamps and, smaller, with --no-timestamps.
     @Test func outputOTLPFilePassesTheConformanceChecker() throws {
         let nodeprof = try builtProduct("nodeprof")
         let dir = try TemporaryDirectory()
         let workload = try ChildProcess(try buildCallTreeWorkload(in: dir))
         defer { workload.kill() }
-        let output = dir.file("cpu.otlp")
-        let run = try runProgramCapturing(
-            nodeprof, ["record", "--pid", "\(workload.pid)", "--duration", "2s", "--output", output, "--top", "0"])
-        #expect(run.status == 0, "nodeprof record failed: \(run.stderr)")
-        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: output)))
-        #expect(!bytes.isEmpty)
-        #expect(try otlpConformanceViolations(bytes) == [])
+        var sizes: [Int] = []
+        for extra in [[], ["--no-timestamps"]] {
+            let output = dir.file("cpu\(extra.count).otlp")
+            let run = try runProgramCapturing(
+                nodeprof,
+                ["record", "--pid", "\(workload.pid)", "--duration", "2s", "--output", output, "--top", "0"] + extra)
+            #expect(run.status == 0, "nodeprof record failed: \(run.stderr)")
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: output)))
+            #expect(!bytes.isEmpty)
+            #expect(try otlpConformanceViolations(bytes) == [])
+            sizes.append(bytes.count)
+        }
+        #expect(sizes[1] < sizes[0], "--no-timestamps: \(sizes)")
     }
 
     @Test func badEndpointFlagsAreOneLineErrors() throws {
