@@ -181,7 +181,7 @@ import Testing
     func jitterStaysWithinItsBounds(jitter: OTLPRetryPolicy.Jitter) {
         let policy = OTLPRetryPolicy(
             initialBackoff: .milliseconds(100), maxBackoff: .seconds(10), multiplier: 3, jitter: jitter)
-        var generator = SeededGenerator(state: 42)
+        var generator = SplitMix64(seed: 42)
         for retry in 0..<10 {
             let ceiling = policy.backoffCeiling(forRetry: retry)
             let lower = jitter == .full ? Duration.zero : ceiling / 2
@@ -197,7 +197,7 @@ import Testing
 
     @Test func receiverDelaysAreHonouredButBounded() {
         let policy = OTLPRetryPolicy(maxThrottleDelay: .seconds(60))
-        var generator = SeededGenerator(state: 1)
+        var generator = SplitMix64(seed: 1)
         #expect(policy.delay(forRetry: 5, receiverDelay: .seconds(7), using: &generator) == .seconds(7))
         #expect(policy.delay(forRetry: 0, receiverDelay: .seconds(3600), using: &generator) == .seconds(60))
         #expect(policy.delay(forRetry: 0, receiverDelay: .seconds(-5), using: &generator) == .zero)

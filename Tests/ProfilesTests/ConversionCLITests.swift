@@ -90,7 +90,7 @@ import Testing
     }
 
     @Test func garbageInput() throws {
-        var generator = ConversionHostileInputTests.SplitMix(state: 7)
+        var generator = SplitMix64(seed: 7)
         let garbage = try write((0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }, "garbage.pb.gz")
         try expectFailure([garbage, directory.file("out.otlp")], "not a pprof profile")
         let text = try write(Array("this is not json".utf8), "notes.json")

@@ -1,6 +1,7 @@
 import Foundation
 import NodeprofCore
 import SwiftProtobuf
+import TestSupport
 import Testing
 
 @testable import Profiles
@@ -8,17 +9,6 @@ import Testing
 /// Hostile or broken input gives a ``ConversionError`` that says what is wrong and where:
 /// never a crash, a trap or a hang.
 @Suite struct ConversionHostileInputTests {
-    /// A deterministic generator (SplitMix64), so a failure reproduces.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9e37_79b9_7f4a_7c15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-            return z ^ (z >> 31)
-        }
-    }
 
     static func expectError(
         _ kind: ConversionError.Kind, _ fragment: String, sourceLocation: SourceLocation = #_sourceLocation,
@@ -75,7 +65,7 @@ import Testing
     }
 
     @Test func garbageIsNotAProfile() throws {
-        var generator = SplitMix(state: 42)
+        var generator = SplitMix64(seed: 42)
         for size in [1, 2, 7, 64, 1000, 100_000] {
             for _ in 0..<20 {
                 let garbage = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
