@@ -161,8 +161,8 @@ struct Record: AsyncParsableCommand {
         Terminal.endProgress()
         if let export {
             Terminal.status("sending the last profiles (up to 10 s)")
-            let left = await export.finish(flushTimeout: .seconds(10))
-            Terminal.status(ExportSummary(statistics: await export.exporter.statistics, left: left).text)
+            _ = await export.finish(flushTimeout: .seconds(10))
+            Terminal.status(ExportSummary(statistics: await export.exporter.statistics).text)
         }
         var profile = result.profile
         profile.comments.insert("nodeprof record " + CommandLine.arguments.dropFirst(2).joined(separator: " "), at: 0)
@@ -267,7 +267,6 @@ func hostName() -> String {
 /// One line on what the exporter did.
 struct ExportSummary {
     let statistics: OTLPExporterStatistics
-    let left: OTLPFlushResult
 
     var text: String {
         let s = statistics
@@ -282,9 +281,7 @@ struct ExportSummary {
         for (reason, counts) in s.dropped.sorted(by: { $0.key.rawValue < $1.key.rawValue }) where counts.requests > 0 {
             parts.append("dropped \(counts.samples) samples (\(counts.requests) requests, \(reason))")
         }
-        if left.remainingRequests > 0 {
-            parts.append("\(left.remainingSamples) samples not sent (receiver unreachable)")
-        }
+        // What flush left behind is dropped at shutdown and counted above as "shutdown".
         if let error = s.lastError { parts.append("last error: \(error)") }
         return parts.joined(separator: "; ")
     }
