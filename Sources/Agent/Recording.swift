@@ -79,6 +79,11 @@ public final class Recording {
         var samplesWithCutStacks = 0
         func consume(_ sample: StackSample) {
             let entry = stacks.entry(for: sample) {
+                // A miss is certain on a process's first sample in this profile (the cache
+                // starts empty with each profile): describe the process once, here.
+                if current.processAttributes[sample.pid] == nil {
+                    current.processAttributes[sample.pid] = executables.attributes(pid: sample.pid)
+                }
                 let symbolized = symbolizer.symbolize(sample)
                 // The symbolizer emits a frame per address unless it cut a broken chain.
                 let cut = symbolized.frames.count < sample.kernelStack.count + sample.userStack.count
@@ -86,9 +91,6 @@ public final class Recording {
                     processName: symbolized.processName, stack: current.intern(stack: symbolized.frames), cut: cut)
             }
             if entry.cut { samplesWithCutStacks += 1 }
-            if current.processAttributes[sample.pid] == nil {
-                current.processAttributes[sample.pid] = executables.attributes(pid: sample.pid)
-            }
             current.add(
                 stack: entry.stack, pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
                 processName: entry.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos)
@@ -135,8 +137,8 @@ public final class Recording {
         // Samples already in the ring buffer belong to the recording window: drain them.
         while try sampler.poll(timeoutMilliseconds: 0, consume) > 0 {}
 
-        let counters = try sampler.counters()
         let last = try closeWindow()
+        let counters = countersAtWindowStart  // read by closeWindow, as the recording ended
         var profile: Profile
         if let window, var total {
             window.handler(last)

@@ -258,10 +258,7 @@ private struct RequestEncoder {
             end = max(end, sample.timestampNanos &+ 1)
             let key = SampleKey(
                 stack: stackIndex(sample.stack),
-                attributes: [
-                    dictionary.attribute("thread.id", OTLPAnyValue(.int(Int64(sample.tid)))),
-                    dictionary.attribute("thread.name", OTLPAnyValue(.string(sample.threadName))),
-                ])
+                attributes: threadAttributes(tid: sample.tid, name: sample.threadName))
             let timestamps = configuration.sampleTimestamps
             if let position = positions[key] {
                 if timestamps {
@@ -286,6 +283,25 @@ private struct RequestEncoder {
         output.timeUnixNano = start
         output.durationNano = end - start
         return output
+    }
+
+    private struct Thread: Hashable {
+        var tid: Int32
+        var name: String
+    }
+    private var threadAttributeIndices: [Thread: [Int32]] = [:]
+
+    /// `thread.id` and `thread.name` of a sample, looked up once per thread (hashing an
+    /// attribute value message per sample cost more than the rest of the sample).
+    private mutating func threadAttributes(tid: Int32, name: String) -> [Int32] {
+        let thread = Thread(tid: tid, name: name)
+        if let indices = threadAttributeIndices[thread] { return indices }
+        let indices = [
+            dictionary.attribute("thread.id", OTLPAnyValue(.int(Int64(tid)))),
+            dictionary.attribute("thread.name", OTLPAnyValue(.string(name))),
+        ]
+        threadAttributeIndices[thread] = indices
+        return indices
     }
 
     private mutating func stackIndex(_ stack: Int) -> Int32 {

@@ -85,20 +85,22 @@ public struct Profile: Sendable {
     /// window widens to cover both; comments and process attributes of `other` are added
     /// when new.
     public mutating func append(contentsOf other: Profile) {
-        var translated: [Int32?] = Array(repeating: nil, count: other.store.stacks.count)
-        for record in other.store.records {
-            let stack: Int32
-            if let known = translated[Int(record.stack)] {
-                stack = known
+        // Each of `other`'s stacks and names is interned here once, then records are copied
+        // with their indices translated.
+        var stacks: [Int32?] = Array(repeating: nil, count: other.store.stacks.count)
+        let strings = other.store.strings.map { store.intern($0) }
+        store.records.reserveCapacity(store.records.count + other.store.records.count)
+        for var record in other.store.records {
+            if let known = stacks[Int(record.stack)] {
+                record.stack = known
             } else {
-                stack = store.intern(stack: other.store.stacks[Int(record.stack)])
-                translated[Int(record.stack)] = stack
+                let stack = store.intern(stack: other.store.stacks[Int(record.stack)])
+                stacks[Int(record.stack)] = stack
+                record.stack = stack
             }
-            store.add(
-                stack: stack, pid: record.pid, tid: record.tid,
-                threadName: other.store.strings[Int(record.threadName)],
-                processName: record.processName < 0 ? nil : other.store.strings[Int(record.processName)],
-                cgroupID: record.cgroupID, timestampNanos: record.timestampNanos)
+            record.threadName = strings[Int(record.threadName)]
+            if record.processName >= 0 { record.processName = strings[Int(record.processName)] }
+            store.records.append(record)
         }
         for drop in other.drops { recordDrops(drop.count, reason: drop.reason) }
         for comment in other.comments where !comments.contains(comment) { comments.append(comment) }
@@ -228,7 +230,7 @@ private struct SampleStore: Sendable {
         return index
     }
 
-    private mutating func intern(_ string: String) -> Int32 {
+    mutating func intern(_ string: String) -> Int32 {
         if let index = stringIndex[string] { return index }
         let index = Int32(strings.count)
         strings.append(string)

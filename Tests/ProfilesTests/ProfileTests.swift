@@ -74,3 +74,25 @@ import Testing
             ])
     }
 }
+
+@Suite struct ProfileAppendTests {
+    /// Windows appended one after another give the same samples as one profile of them all.
+    @Test func appendingWindowsKeepsEverySampleInOrder() {
+        let samples = ProfilesSyntheticStacks.mixed
+        var whole = Profile(startTimeNanos: 100, durationNanos: 50, frequencyHz: 99)
+        var second = Profile(startTimeNanos: 150, durationNanos: 70, frequencyHz: 99)
+        for sample in samples.prefix(200) { whole.add(sample) }
+        // Interned in a different order than in `whole`, so indices must be translated.
+        for sample in samples.dropFirst(200).reversed() { second.add(sample) }
+        second.recordDrops(3, reason: "lost: ring buffer full")
+        second.processAttributes[100] = [Attribute("process.executable.path", "/opt/synthetic/bin/app")]
+        whole.recordDrops(2, reason: "lost: ring buffer full")
+        whole.append(contentsOf: second)
+
+        #expect(Array(whole.samples) == Array(samples.prefix(200)) + samples.dropFirst(200).reversed())
+        #expect(whole.distinctStackCount == Set(samples.map(\.frames)).count)
+        #expect(whole.drops == [DropCount(reason: "lost: ring buffer full", count: 5)])
+        #expect(whole.processAttributes[100]?.first?.key == "process.executable.path")
+        #expect(whole.startTimeNanos == 100 && whole.durationNanos == 120)
+    }
+}
