@@ -100,6 +100,9 @@ struct Record: AsyncParsableCommand {
     func validate() throws {
         guard frequency >= 1 else { throw ValidationError("--frequency must be at least 1 Hz") }
         guard top >= 0 else { throw ValidationError("--top must be 0 or more") }
+        guard exportInterval.seconds >= 1 else {
+            throw ValidationError("--export-interval must be at least 1s (each interval sends its own request)")
+        }
         if let mib = ringBufferMiB, mib < 1 || mib > 1024 || mib & (mib - 1) != 0 {
             throw ValidationError("--ring-buffer-mib must be a power of two between 1 and 1024")
         }

@@ -95,6 +95,7 @@ import Testing
                 "grpc or http/protobuf"
             ),
             (["--otlp-endpoint", "http://127.0.0.1:4318", "--otlp-header", "novalue"], "key=value"),
+            (["--otlp-endpoint", "http://127.0.0.1:4318", "--export-interval", "100ms"], "at least 1s"),
         ] {
             let run = try runProgramCapturing(nodeprof, ["record", "--duration", "1s"] + arguments)
             #expect(run.status != 0)
