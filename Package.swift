@@ -27,6 +27,12 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        // Kubernetes (Sources/KubeMetadata): kubeconfig files are YAML.
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // `nodeprof agent`: services, metrics and their Prometheus exposition.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // MARK: C targets
@@ -87,19 +93,39 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .target(
+            name: "KubeMetadata",
+            dependencies: [
+                "NodeprofCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
             name: "Agent",
             dependencies: [
-                "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export",
+                "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strictSwift
         ),
         .executableTarget(
             name: "nodeprof",
             dependencies: [
-                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export",
+                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift
         ),
@@ -145,6 +171,24 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "KubeMetadataTests",
+            dependencies: [
+                "KubeMetadata", "NodeprofCore", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "KubeMetadata", "Sampling", "Profiles", "NodeprofCore", "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strictSwift
         ),
