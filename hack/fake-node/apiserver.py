@@ -791,6 +791,8 @@ class APIHandler(BaseHTTPRequestHandler):
                     if pending:
                         wait = min(wait, max(0.0, pending_since + 0.1 - now))
                     w.cond.wait(wait)
+                if api.faults.stalled() > 0:
+                    continue  # stalled: keep everything queued
                 while w.queue:
                     items.append(w.queue.popleft())
             end = False
