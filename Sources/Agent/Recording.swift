@@ -20,6 +20,8 @@ public struct RecordingProgress: Sendable {
     public var samples: Int
     public var processes: Int
     public var lost: UInt64
+    /// The sampler's counters at this moment (nil when they could not be read).
+    public var counters: SamplerCounters?
 }
 
 /// What a finished recording produced.
@@ -62,13 +64,22 @@ public final class Recording {
     /// window's profile (its samples, its share of the drop counters, attributes of its
     /// processes) goes to `window.handler` on this thread as soon as it closes, the last
     /// one when the recording stops; the result still holds the whole recording.
+    ///
+    /// `observeProcess` sees each process's first sample in each window (pid and cgroup id),
+    /// on this thread, while the process most likely still runs: the place to read what
+    /// /proc says about it.
     public func run(
-        stop: StopSignal, window: RecordingWindow? = nil, progress: (RecordingProgress) -> Void
+        stop: StopSignal, window: RecordingWindow? = nil,
+        observeProcess: (_ pid: Int32, _ cgroupID: UInt64) -> Void = { _, _ in },
+        progress: (RecordingProgress) -> Void
     ) throws(SamplerError) -> RecordingResult {
         let started = monotonicNanoseconds()
         let frequency = sampler.configuration.frequency
         var current = Profile(startTimeNanos: startNanos, frequencyHz: frequency)
-        var total: Profile? = window == nil ? nil : Profile(startTimeNanos: startNanos, frequencyHz: frequency)
+        // Windows that only stream (the agent's) keep no whole recording: it would grow forever.
+        var total: Profile? =
+            window.map { $0.keepsWholeRecording } == true
+            ? Profile(startTimeNanos: startNanos, frequencyHz: frequency) : nil
         var windowStarted = started
         var lastReport = started
         var countersAtWindowStart = SamplerCounters()
@@ -77,12 +88,14 @@ public final class Recording {
         var stacks = SymbolizedStackCache()
         var executables = ExecutablePaths()
         var samplesWithCutStacks = 0
+        var samplesRecorded = 0
         func consume(_ sample: StackSample) {
             let entry = stacks.entry(for: sample) {
                 // A miss is certain on a process's first sample in this profile (the cache
                 // starts empty with each profile): describe the process once, here.
                 if current.processAttributes[sample.pid] == nil {
                     current.processAttributes[sample.pid] = executables.attributes(pid: sample.pid)
+                    observeProcess(sample.pid, sample.cgroupID)
                 }
                 let symbolized = symbolizer.symbolize(sample)
                 // The symbolizer emits a frame per address unless it cut a broken chain.
@@ -91,6 +104,7 @@ public final class Recording {
                     processName: symbolized.processName, stack: current.intern(stack: symbolized.frames), cut: cut)
             }
             if entry.cut { samplesWithCutStacks += 1 }
+            samplesRecorded += 1
             current.add(
                 stack: entry.stack, pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
                 processName: entry.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos)
@@ -126,12 +140,13 @@ public final class Recording {
             }
             if now - lastReport >= 1_000_000_000 {
                 lastReport = now
-                let lost = (try? sampler.counters().lostRingBufferFull) ?? 0
+                let counters = try? sampler.counters()
                 progress(
                     .init(
                         elapsedSeconds: Double(now - started) / 1e9, plannedSeconds: durationSeconds,
-                        samples: (total?.sampleCount ?? 0) + current.sampleCount,
-                        processes: symbolizer.statistics.processesTracked, lost: lost))
+                        samples: samplesRecorded,
+                        processes: symbolizer.statistics.processesTracked, lost: counters?.lostRingBufferFull ?? 0,
+                        counters: counters))
             }
         }
         // Samples already in the ring buffer belong to the recording window: drain them.
@@ -140,10 +155,14 @@ public final class Recording {
         let last = try closeWindow()
         let counters = countersAtWindowStart  // read by closeWindow, as the recording ended
         var profile: Profile
-        if let window, var total {
+        if let window {
             window.handler(last)
-            total.append(contentsOf: last)
-            profile = total
+            if var total {
+                total.append(contentsOf: last)
+                profile = total
+            } else {
+                profile = last
+            }
         } else {
             profile = last
         }
@@ -167,9 +186,13 @@ public struct RecordingWindow: Sendable {
     public var seconds: Double
     /// Receives each closed window's profile, on the recording thread.
     public var handler: @Sendable (Profile) -> Void
+    /// Whether ``RecordingResult/profile`` holds the whole recording (every window) or only
+    /// the last window: a recording that runs for days keeps only its windows.
+    public var keepsWholeRecording: Bool
 
-    public init(seconds: Double, handler: @escaping @Sendable (Profile) -> Void) {
+    public init(seconds: Double, keepsWholeRecording: Bool = true, handler: @escaping @Sendable (Profile) -> Void) {
         self.seconds = seconds
+        self.keepsWholeRecording = keepsWholeRecording
         self.handler = handler
     }
 }

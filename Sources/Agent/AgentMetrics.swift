@@ -1,0 +1,77 @@
+import Prometheus
+import Synchronization
+
+/// One value the agent reports on `/metrics`.
+public struct MetricSample: Sendable {
+    public enum Kind: Sendable { case counter, gauge }
+    public var name: String
+    public var help: String
+    public var labels: [(String, String)]
+    public var value: Double
+    public var kind: Kind
+
+    public static func counter(
+        _ name: String, _ help: String, _ value: some BinaryInteger, labels: [(String, String)] = []
+    )
+        -> MetricSample
+    {
+        MetricSample(name: name, help: help, labels: labels, value: Double(value), kind: .counter)
+    }
+
+    public static func gauge(_ name: String, _ help: String, _ value: Double, labels: [(String, String)] = [])
+        -> MetricSample
+    {
+        MetricSample(name: name, help: help, labels: labels, value: value, kind: .gauge)
+    }
+}
+
+/// The agent's Prometheus metrics. The agent's parts keep their own counters (statistics
+/// structs); at each scrape their current totals are mirrored into a
+/// `PrometheusCollectorRegistry` (a counter grows by the difference since the last scrape)
+/// and the registry writes the text exposition format.
+public final class AgentMetrics: Sendable {
+    private struct Key: Hashable {
+        var name: String
+        var labels: [String]
+    }
+
+    private let registry = PrometheusCollectorRegistry()
+    private let counters = Mutex<[Key: (counter: Counter, last: Double)]>([:])
+    private let gauges = Mutex<[Key: Gauge]>([:])
+
+    public init() {}
+
+    /// Mirrors `samples` into the registry and returns the exposition text.
+    public func render(_ samples: [MetricSample]) -> [UInt8] {
+        for sample in samples {
+            let key = Key(name: sample.name, labels: sample.labels.flatMap { [$0.0, $0.1] })
+            switch sample.kind {
+            case .counter:
+                counters.withLock { counters in
+                    var entry =
+                        counters[key]
+                        ?? (
+                            registry.makeCounter(
+                                name: sample.name, labels: sample.labels, help: sample.help), 0
+                        )
+                    // A source that restarted (a new exporter) reports smaller totals: count on
+                    // from there rather than going backwards.
+                    let delta = sample.value >= entry.last ? sample.value - entry.last : sample.value
+                    if delta > 0 { entry.counter.increment(by: delta) }
+                    entry.last = sample.value
+                    counters[key] = entry
+                }
+            case .gauge:
+                gauges.withLock { gauges in
+                    let gauge =
+                        gauges[key]
+                        ?? registry.makeGauge(
+                            name: sample.name, labels: sample.labels, help: sample.help)
+                    gauge.set(sample.value)
+                    gauges[key] = gauge
+                }
+            }
+        }
+        return registry.emitToBuffer()
+    }
+}

@@ -1,0 +1,118 @@
+public import Export
+public import KubeMetadata
+public import Logging
+public import NodeprofCore
+public import Profiles
+public import ServiceLifecycle
+
+/// Gives each process of a closed window its container and pod attributes, then exports
+/// the window. Runs until the sampling side finishes the window stream, then flushes the
+/// exporter within `flushTimeout`.
+///
+/// Attributes are looked up when the window closes, not at sample time: a pod whose ADDED
+/// event arrives after its first samples is still attributed. When a window holds a
+/// container the pod cache does not know yet, export waits up to `attributionGrace` for the
+/// watch to catch up.
+///
+/// Precedence (first wins, the OTLP builder keeps the first value of a key): what the agent
+/// reads of the process itself (`process.executable.path`), then the pod's
+/// `resource.opentelemetry.io/*` annotations, then derived `k8s.*`/`container.*`/`service.*`
+/// attributes.
+public final class AttributionService: Service, Sendable {
+    private let windows: AsyncStream<ClosedWindow>
+    private let podCache: PodCache?
+    private let export: ProfileExport
+    private let state: AgentState
+    private let attributionGrace: Duration
+    private let flushTimeout: Duration
+    private let logger: Logger
+
+    public init(
+        windows: AsyncStream<ClosedWindow>, podCache: PodCache?, export: ProfileExport, state: AgentState,
+        attributionGrace: Duration = .seconds(2), flushTimeout: Duration = .seconds(10), logger: Logger
+    ) {
+        self.windows = windows
+        self.podCache = podCache
+        self.export = export
+        self.state = state
+        self.attributionGrace = attributionGrace
+        self.flushTimeout = flushTimeout
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        // Not cancelled on graceful shutdown: the sampling service ends the stream after its
+        // last window, and that window must still be exported.
+        for await window in windows {
+            var profile = window.profile
+            await attribute(&profile, containers: window.containers)
+            export.submit(profile)
+        }
+        let result = await export.finish(flushTimeout: flushTimeout)
+        if !result.isComplete {
+            logger.warning(
+                "\(result.remainingRequests) export requests (\(result.remainingSamples) samples) were not sent before shutdown; is the collector reachable?"
+            )
+        }
+    }
+
+    /// Adds container and pod attributes to each process of `profile`.
+    func attribute(_ profile: inout Profile, containers: [Int32: ContainerReference]) async {
+        var samplesByPID: [Int32: Int] = [:]
+        for sample in profile.samples { samplesByPID[sample.pid, default: 0] += 1 }
+
+        if let podCache, !containers.isEmpty {
+            // Only containers whose cgroup names a pod are worth waiting for: a plain Docker
+            // container never shows up in the pod list.
+            let podContainers = containers.values.filter { $0.podUID != nil }.map(\.containerID)
+            await waitUntilSettled(Set(podContainers), in: podCache)
+        }
+        var pods = 0, containersOnly = 0, node = 0
+        var podSamples = 0, containerOnlySamples = 0, nodeSamples = 0
+        for (pid, samples) in samplesByPID {
+            guard let reference = containers[pid] else {
+                node += 1
+                nodeSamples += samples
+                continue
+            }
+            var attributes = profile.processAttributes[pid] ?? []
+            if let podCache,
+                let podAttributes = await podCache.attributes(
+                    containerID: reference.containerID, podUID: reference.podUID)
+            {
+                attributes += podAttributes
+                pods += 1
+                podSamples += samples
+            } else {
+                attributes.append(Attribute("container.id", .string(reference.containerID)))
+                if let podUID = reference.podUID { attributes.append(Attribute("k8s.pod.uid", .string(podUID))) }
+                containersOnly += 1
+                containerOnlySamples += samples
+            }
+            profile.processAttributes[pid] = attributes
+        }
+        state.update {
+            $0.processesAttributedToPods += pods
+            $0.processesAttributedToContainersOnly += containersOnly
+            $0.processesOnNode += node
+            $0.samplesAttributedToPods += podSamples
+            $0.samplesAttributedToContainersOnly += containerOnlySamples
+            $0.samplesOnNode += nodeSamples
+        }
+    }
+
+    /// Waits, at most the grace period, until the pod cache knows every container with its
+    /// owners resolved.
+    private func waitUntilSettled(_ containerIDs: Set<String>, in cache: PodCache) async {
+        let deadline = ContinuousClock.now + attributionGrace
+        while ContinuousClock.now < deadline {
+            var allSettled = true
+            for id in containerIDs where !(await cache.isSettled(containerID: id)) {
+                allSettled = false
+                break
+            }
+            if allSettled { return }
+            do { try await Task.sleep(for: .milliseconds(20)) } catch { return }
+        }
+    }
+}
