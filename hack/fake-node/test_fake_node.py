@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -572,6 +573,241 @@ class CLITests(unittest.TestCase):
                 c.close()
                 proc.send_signal(signal.SIGTERM)
                 self.assertEqual(proc.wait(timeout=5), 0)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+                proc.stderr.close()
+
+
+def cgroup2_root():
+    try:
+        import fakenode
+        return fakenode.find_cgroup2_root()
+    except Exception:
+        return None
+
+
+CGROUP_ROOT = cgroup2_root()
+NEEDS_ROOT = unittest.skipUnless(os.geteuid() == 0 and CGROUP_ROOT, "needs root and a cgroup v2 mount")
+HEX64 = "[0-9a-f]{64}"
+
+
+def proc_cgroup_v2(pid):
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line.strip()[3:]
+    return None
+
+
+@NEEDS_ROOT
+class NodeTests(unittest.TestCase):
+    def setUp(self):
+        import fakenode
+        self.api = apiserver.FakeAPIServer(tokens=[TOKEN]).start()
+        self.node = fakenode.FakeNode(self.api, "node-under-test")
+        self.addCleanup(self.api.stop)
+        self.addCleanup(self.node.close)
+
+    def control(self, method, path, body=None, expect=200):
+        c = http.client.HTTPConnection("127.0.0.1", self.api.control_port, timeout=10)
+        c.request(method, path, body=json.dumps(body) if body is not None else None)
+        r = c.getresponse()
+        data = json.loads(r.read())
+        c.close()
+        self.assertEqual(r.status, expect, data)
+        return data
+
+    def get(self, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.api.api_port, timeout=10)
+        c.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+        r = c.getresponse()
+        data = json.loads(r.read())
+        c.close()
+        return r.status, data
+
+    def check_container(self, info, pattern):
+        self.assertRegex(info["cgroup_path"], pattern)
+        self.assertTrue(info["cgroup_path"].startswith("/"))
+        directory = CGROUP_ROOT + info["cgroup_path"]
+        self.assertTrue(os.path.isdir(directory))
+        self.assertEqual(info["cgroup_id"], os.stat(directory).st_ino)
+        self.assertEqual(proc_cgroup_v2(info["pid"]), info["cgroup_path"])
+        with open(os.path.join(directory, "cgroup.procs")) as f:
+            self.assertIn(str(info["pid"]), f.read().split())
+        return directory
+
+    def test_deployment_pod_systemd_burstable_containerd(self):
+        w = RawWatch(self.api.api_port, "/api/v1/pods?watch=1&fieldSelector=spec.nodeName%3Dnode-under-test")
+        self.addCleanup(w.close)
+        res = self.control("POST", "/node/pods", {
+            "name": "web-7d4b9c8f5-x2x4k", "namespace": "shop", "owner": {"kind": "Deployment", "name": "web"},
+            "style": "systemd", "qos": "burstable", "runtime": "containerd",
+            "labels": {"app.kubernetes.io/name": "web"}, "annotations": {"a/b": "c"},
+            "containers": [
+                {"name": "app", "image": "registry.example.com/shop/web:1.4.2", "command": ["sleep", "30"]},
+                {"name": "side", "image": "busybox", "command": ["/bin/sh", "-c", "sleep 30"]}]})
+        uid_ = res["uid"].replace("-", "_")
+        dirs = []
+        for info in res["containers"]:
+            pattern = (rf"^/kubepods\.slice/kubepods-burstable\.slice/kubepods-burstable-pod{uid_}\.slice/"
+                       rf"cri-containerd-{info['container_id']}\.scope$")
+            self.assertRegex(info["container_id"], f"^{HEX64}$")
+            dirs.append(self.check_container(info, pattern))
+        self.assertNotEqual(res["containers"][0]["cgroup_id"], res["containers"][1]["cgroup_id"])
+        # The kubelet's order: Pending without container IDs, then Running with them.
+        first, second = w.event(), w.event()
+        self.assertEqual((first["type"], first["object"]["status"]["phase"]), ("ADDED", "Pending"))
+        self.assertNotIn("containerID", first["object"]["status"]["containerStatuses"][0])
+        self.assertEqual((second["type"], second["object"]["status"]["phase"]), ("MODIFIED", "Running"))
+        status, pod = self.get("/api/v1/namespaces/shop/pods/web-7d4b9c8f5-x2x4k")
+        self.assertEqual(status, 200)
+        self.assertEqual(pod, second["object"])
+        md = pod["metadata"]
+        self.assertEqual(md["uid"], res["uid"])
+        self.assertEqual(md["labels"]["pod-template-hash"], "7d4b9c8f5")
+        self.assertEqual(md["labels"]["app.kubernetes.io/name"], "web")
+        self.assertEqual(md["annotations"], {"a/b": "c"})
+        self.assertEqual(pod["spec"]["nodeName"], "node-under-test")
+        self.assertEqual(pod["status"]["qosClass"], "Burstable")
+        self.assertTrue(pod["status"]["podIP"] and pod["status"]["hostIP"] and pod["status"]["startTime"])
+        statuses = {cs["name"]: cs for cs in pod["status"]["containerStatuses"]}
+        for info in res["containers"]:
+            cs = statuses[info["name"]]
+            self.assertEqual(cs["containerID"], "containerd://" + info["container_id"])
+            self.assertTrue(cs["ready"] and cs["started"])
+            self.assertIn("startedAt", cs["state"]["running"])
+            self.assertRegex(cs["imageID"], f"@sha256:{HEX64}$")
+        self.assertTrue(statuses["app"]["imageID"].startswith("registry.example.com/shop/web@sha256:"))
+        ref = md["ownerReferences"][0]
+        self.assertEqual((ref["kind"], ref["name"], ref["apiVersion"], ref["controller"], ref["blockOwnerDeletion"]),
+                         ("ReplicaSet", "web-7d4b9c8f5", "apps/v1", True, True))
+        status, rs = self.get("/apis/apps/v1/namespaces/shop/replicasets/web-7d4b9c8f5")
+        self.assertEqual((status, rs["metadata"]["uid"]), (200, ref["uid"]))
+        dref = rs["metadata"]["ownerReferences"][0]
+        status, dep = self.get("/apis/apps/v1/namespaces/shop/deployments/web")
+        self.assertEqual((dref["kind"], dref["name"], dref["uid"]), ("Deployment", "web", dep["metadata"]["uid"]))
+
+        # Deletion: terminating MODIFIED, then DELETED; processes and cgroups gone.
+        pids = [c["pid"] for c in res["containers"]]
+        out = self.control("DELETE", "/node/pods/shop/web-7d4b9c8f5-x2x4k")
+        self.assertEqual(out["uid"], res["uid"])
+        types = []
+        while True:
+            e = w.event()
+            types.append(e["type"])
+            if e["type"] == "DELETED":
+                break
+        self.assertEqual(types[0], "MODIFIED")
+        self.assertIn("deletionTimestamp", e["object"]["metadata"])
+        for d in dirs:
+            self.assertFalse(os.path.exists(d))
+        self.assertFalse(os.path.exists(os.path.dirname(dirs[0])))
+        for pid in pids:
+            self.assertFalse(os.path.exists(f"/proc/{pid}") and proc_cgroup_v2(pid) in [c["cgroup_path"] for c in res["containers"]])
+        self.assertEqual(self.get("/api/v1/namespaces/shop/pods/web-7d4b9c8f5-x2x4k")[0], 404)
+        self.control("DELETE", "/node/pods/shop/web-7d4b9c8f5-x2x4k", expect=404)
+
+    def test_cgroup_shapes(self):
+        cases = [
+            ("cgroupfs", "burstable", "containerd", r"^/kubepods/burstable/pod{uid}/{cid}$"),
+            ("cgroupfs", "guaranteed", "cri-o", r"^/kubepods/pod{uid}/crio-{cid}$"),
+            ("cgroupfs", "besteffort", "docker", r"^/kubepods/besteffort/pod{uid}/{cid}$"),
+            ("systemd", "guaranteed", "cri-o", r"^/kubepods\.slice/kubepods-pod{uid_}\.slice/crio-{cid}\.scope$"),
+            ("systemd", "besteffort", "docker",
+             r"^/kubepods\.slice/kubepods-besteffort\.slice/kubepods-besteffort-pod{uid_}\.slice/docker-{cid}\.scope$"),
+        ]
+        schemes = {"containerd": "containerd://", "cri-o": "cri-o://", "docker": "docker://"}
+        for i, (style, qos, runtime, pattern) in enumerate(cases):
+            with self.subTest(style=style, qos=qos, runtime=runtime):
+                res = self.control("POST", "/node/pods", {
+                    "name": f"p{i}", "namespace": "t", "style": style, "qos": qos, "runtime": runtime,
+                    "containers": [{"name": "c", "image": "busybox:1.36", "command": ["sleep", "30"]}]})
+                info = res["containers"][0]
+                expected = pattern.format(uid=re.escape(res["uid"]), uid_=res["uid"].replace("-", "_"),
+                                          cid=info["container_id"])
+                d = self.check_container(info, expected)
+                pod = self.get(f"/api/v1/namespaces/t/pods/p{i}")[1]
+                self.assertEqual(pod["status"]["containerStatuses"][0]["containerID"],
+                                 schemes[runtime] + info["container_id"])
+                self.assertEqual(pod["status"]["qosClass"].lower(), qos)
+                self.assertNotIn("ownerReferences", pod["metadata"])
+                self.control("POST", "/node/delete-pod", {"namespace": "t", "name": f"p{i}"})
+                self.assertFalse(os.path.exists(d))
+
+    def test_owner_chains(self):
+        res = self.control("POST", "/node/pods", {"namespace": "b", "owner": {"kind": "CronJob", "name": "report"},
+                                                   "qos": "besteffort"})
+        pod = self.get(f"/api/v1/namespaces/b/pods/{res['name']}")[1]
+        jref = pod["metadata"]["ownerReferences"][0]
+        self.assertEqual(jref["kind"], "Job")
+        self.assertRegex(jref["name"], r"^report-\d+$")
+        self.assertEqual(abs(int(jref["name"].split("-")[1]) - time.time() // 60) <= 1, True)
+        self.assertEqual(pod["metadata"]["labels"]["job-name"], jref["name"])
+        job = self.get(f"/apis/batch/v1/namespaces/b/jobs/{jref['name']}")[1]
+        self.assertEqual(job["metadata"]["uid"], jref["uid"])
+        cref = job["metadata"]["ownerReferences"][0]
+        cron = self.get("/apis/batch/v1/namespaces/b/cronjobs/report")[1]
+        self.assertEqual((cref["kind"], cref["uid"]), ("CronJob", cron["metadata"]["uid"]))
+        for kind, plural in (("StatefulSet", "statefulsets"), ("DaemonSet", "daemonsets")):
+            res = self.control("POST", "/node/pods", {"namespace": "b", "owner": {"kind": kind, "name": "x" + kind.lower()}})
+            pod = self.get(f"/api/v1/namespaces/b/pods/{res['name']}")[1]
+            ref = pod["metadata"]["ownerReferences"][0]
+            owner = self.get(f"/apis/apps/v1/namespaces/b/{plural}/x{kind.lower()}")[1]
+            self.assertEqual((ref["kind"], ref["uid"]), (kind, owner["metadata"]["uid"]))
+        res = self.control("POST", "/node/pods", {"namespace": "b", "owner": {"kind": "Job", "name": "once"}})
+        pod = self.get(f"/api/v1/namespaces/b/pods/{res['name']}")[1]
+        job = self.get("/apis/batch/v1/namespaces/b/jobs/once")[1]
+        self.assertEqual(pod["metadata"]["ownerReferences"][0]["uid"], job["metadata"]["uid"])
+        self.assertNotIn("ownerReferences", job["metadata"])
+
+    def test_close_kills_and_removes_everything(self):
+        res = self.control("POST", "/node/pods", {"name": "a", "namespace": "n", "style": "cgroupfs",
+                                                   "containers": [{"name": "c", "command": ["sleep", "30"]}]})
+        info = res["containers"][0]
+        d = CGROUP_ROOT + info["cgroup_path"]
+        self.assertTrue(os.path.isdir(d))
+        self.node.close()
+        self.assertFalse(os.path.exists(d))
+        self.assertFalse(os.path.exists(os.path.dirname(d)))
+        self.assertNotEqual(proc_cgroup_v2(info["pid"]) if os.path.exists(f"/proc/{info['pid']}") else None,
+                            info["cgroup_path"])
+
+
+@NEEDS_ROOT
+class FakeNodeCLITests(unittest.TestCase):
+    def test_cli_demo_kubeconfig_and_sigterm_cleanup(self):
+        with tempfile.TemporaryDirectory() as d:
+            kubeconfig = os.path.join(d, "kubeconfig")
+            proc = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "fake-node"), "--node-name", "cli-node", "--token", "tok",
+                 "--kubeconfig-out", kubeconfig, "--demo"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT}))
+            try:
+                ready = read_ready_line(proc)
+                self.assertEqual(ready["node_name"], "cli-node")
+                self.assertEqual(ready["kubeconfig"], kubeconfig)
+                with open(kubeconfig) as f:
+                    text = f.read()
+                self.assertIn(f'server: "{ready["api_url"]}"', text)
+                self.assertIn('token: "tok"', text)
+                self.assertIn("current-context: fake-node", text)
+                c = http.client.HTTPConnection("127.0.0.1", ready["api_port"], timeout=5)
+                c.request("GET", "/api/v1/pods?fieldSelector=spec.nodeName%3Dcli-node",
+                          headers={"Authorization": "Bearer tok"})
+                pods = json.loads(c.getresponse().read())["items"]
+                c.close()
+                self.assertEqual(len(pods), 3)
+                dirs = [CGROUP_ROOT + ci["cgroup_path"] for p in ready["demo_pods"] for ci in p["containers"]]
+                self.assertTrue(dirs and all(os.path.isdir(x) for x in dirs))
+                proc.send_signal(signal.SIGTERM)
+                self.assertEqual(proc.wait(timeout=10), 0)
+                for x in dirs:
+                    self.assertFalse(os.path.exists(x))
+                    self.assertFalse(os.path.exists(os.path.dirname(x)))
             finally:
                 if proc.poll() is None:
                     proc.kill()
