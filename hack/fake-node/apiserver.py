@@ -65,6 +65,9 @@ EXPIRED_CONTINUE_MESSAGE = (
     "You can start a new list without the continue parameter."
 )
 GIGANTIC_BYTES = 20 * 1024 * 1024
+VERSION_INFO = {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fake", "gitCommit": "0" * 40,
+                "gitTreeState": "clean", "buildDate": "2024-08-13T00:00:00Z", "goVersion": "go1.22.5",
+                "compiler": "gc", "platform": "linux/amd64"}
 
 
 def now_rfc3339() -> str:
@@ -615,11 +618,24 @@ class APIHandler(BaseHTTPRequestHandler):
                 raise_err = APIError(failure, messages.get(failure, "injected failure"))
                 self._send_json(failure, raise_err.body(), headers)
                 return
+            if url.path in ("/healthz", "/livez", "/readyz") and self.command in ("GET", "HEAD"):
+                data = b"ok"  # anonymous, plain text, like the real health endpoints
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                self.record["status"] = 200
+                return
             if api.tokens:
                 auth = self.headers.get("Authorization", "")
                 if not auth.startswith("Bearer ") or auth[len("Bearer "):].strip() not in api.tokens:
                     self._send_json(401, status_body(401, "Unauthorized", "Unauthorized"))
                     return
+            if url.path == "/version" and self.command in ("GET", "HEAD"):
+                self._send_json(200, VERSION_INFO)
+                return
             resource, namespace, name, watch_prefix = parse_path(url.path)
             if self.command not in ("GET", "HEAD"):
                 raise APIError(405, "the server does not allow this method on the requested resource")

@@ -91,6 +91,7 @@ class PodRecord:
         self.dirs: list[str] = []  # cgroup dirs this pod created (absolute), parents first
         self.procs: list[subprocess.Popen] = []
         self.containers: list[dict] = []
+        self.sandbox: dict | None = None
 
 
 class FakeNode:
@@ -195,7 +196,8 @@ class FakeNode:
                                 preexec_fn=preexec)
 
     def _kill(self, rec: PodRecord) -> None:
-        for c in rec.containers:
+        cgroups = rec.containers + ([rec.sandbox] if rec.sandbox else [])
+        for c in cgroups:
             kill_file = os.path.join(self.root, c["cgroup_path"].lstrip("/"), "cgroup.kill")
             try:
                 with open(kill_file, "w") as f:
@@ -217,7 +219,7 @@ class FakeNode:
             except subprocess.TimeoutExpired:
                 log(f"fake-node: pid {p.pid} did not exit")
         # Anything else still in the container cgroups (forked children in other sessions).
-        for c in rec.containers:
+        for c in cgroups:
             procs_file = os.path.join(self.root, c["cgroup_path"].lstrip("/"), "cgroup.procs")
             try:
                 with open(procs_file) as f:
@@ -402,7 +404,16 @@ class FakeNode:
             if pending_first:  # the kubelet reports Pending/ContainerCreating before the IDs exist
                 self.api.put(pod)
             statuses = []
-            pod_parts = None
+            if body.get("sandbox"):  # the pod's pause container: its own scope, not in containerStatuses
+                sid = secrets.token_hex(32)
+                pod_parts, leaf = self.cgroup_layout(style, qos, runtime, uid, sid)
+                rel = "/".join(pod_parts + [leaf])
+                path = self._mkdirs(rel, rec, pod_level=len(pod_parts) - 1)
+                proc = self.spawner.submit(self._spawn, ["sleep", "infinity"],
+                                           os.path.join(path, "cgroup.procs")).result()
+                rec.procs.append(proc)
+                rec.sandbox = {"name": "POD", "container_id": sid, "pid": proc.pid, "cgroup_path": "/" + rel,
+                               "cgroup_id": os.stat(path).st_ino}
             for c_in, c_spec in zip(containers_in, spec_containers):
                 cid = secrets.token_hex(32)
                 pod_parts, leaf = self.cgroup_layout(style, qos, runtime, uid, cid)
@@ -440,8 +451,11 @@ class FakeNode:
                               "conditions": self._conditions(created, ready=True, ready_at=now),
                               "containerStatuses": statuses})
         stored = self.api.put(pod)
-        return {"uid": uid, "name": name, "namespace": ns, "resourceVersion": stored["metadata"]["resourceVersion"],
-                "containers": rec.containers}
+        result = {"uid": uid, "name": name, "namespace": ns,
+                  "resourceVersion": stored["metadata"]["resourceVersion"], "containers": rec.containers}
+        if rec.sandbox:
+            result["sandbox"] = rec.sandbox
+        return result
 
     @staticmethod
     def _conditions(created: str, ready: bool, ready_at: str | None = None) -> list[dict]:
@@ -540,19 +554,20 @@ class FakeNode:
 
 
 DEMO_PODS = [
-    {"namespace": "shop", "owner": {"kind": "Deployment", "name": "web"}, "qos": "burstable",
+    {"namespace": "shop", "owner": {"kind": "Deployment", "name": "web"}, "qos": "burstable", "sandbox": True,
      "labels": {"app.kubernetes.io/name": "web", "app.kubernetes.io/version": "1.4.2"},
      "annotations": {"resource.opentelemetry.io/service.name": "shop-web"},
      "containers": [{"name": "app", "image": "registry.example.com/shop/web:1.4.2",
                      "command": ["/bin/sh", "-c", "while :; do :; done"]}]},
     {"namespace": "data", "name": "db-0", "owner": {"kind": "StatefulSet", "name": "db"}, "qos": "guaranteed",
+     "sandbox": True,
      "labels": {"app.kubernetes.io/name": "postgres", "app.kubernetes.io/instance": "db"},
      "containers": [
          {"name": "postgres", "image": "postgres:16.3",
           "command": ["/bin/sh", "-c", "while :; do i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.2; done"]},
          {"name": "exporter", "image": "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
           "command": ["sleep", "infinity"]}]},
-    {"namespace": "batch", "owner": {"kind": "CronJob", "name": "report"}, "qos": "besteffort",
+    {"namespace": "batch", "owner": {"kind": "CronJob", "name": "report"}, "qos": "besteffort", "sandbox": True,
      "containers": [{"name": "report", "image": "registry.example.com/batch/report:2024.06",
                      "command": ["/bin/sh", "-c", "while :; do i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done; sleep 1; done"]}]},
 ]

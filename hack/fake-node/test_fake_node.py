@@ -201,6 +201,15 @@ class ReadTests(APITestBase):
         self.assertEqual((body["kind"], body["reason"], body["code"], body["message"]),
                          ("Status", "NotFound", 404, 'pods "x" not found'))
 
+    def test_version_and_health(self):
+        status, body, _ = self.get("/version")
+        self.assertEqual((status, body["major"]), (200, "1"))
+        self.assertEqual(self.get("/version", token=None)[0], 401)
+        c = self.conn()
+        c.request("GET", "/readyz")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read()), (200, b"ok"))
+
     def test_unknown_path_is_404_status(self):
         for path in ("/api/v1/widgets", "/apis/apps/v1/namespaces/a/b/c/d", "/healthz2", "/apis/nope/v1/pods"):
             status, body, _ = self.get(path)
@@ -765,12 +774,19 @@ class NodeTests(unittest.TestCase):
 
     def test_close_kills_and_removes_everything(self):
         res = self.control("POST", "/node/pods", {"name": "a", "namespace": "n", "style": "cgroupfs",
+                                                   "sandbox": True, "runtime": "cri-o",
                                                    "containers": [{"name": "c", "command": ["sleep", "30"]}]})
         info = res["containers"][0]
         d = CGROUP_ROOT + info["cgroup_path"]
         self.assertTrue(os.path.isdir(d))
+        sandbox = res["sandbox"]
+        self.check_container(sandbox, rf"^/kubepods/burstable/pod{res['uid']}/crio-{sandbox['container_id']}$")
+        pod = self.get("/api/v1/namespaces/n/pods/a")[1]
+        ids = [cs["containerID"] for cs in pod["status"]["containerStatuses"]]
+        self.assertEqual(ids, ["cri-o://" + info["container_id"]])
         self.node.close()
         self.assertFalse(os.path.exists(d))
+        self.assertFalse(os.path.exists(CGROUP_ROOT + sandbox["cgroup_path"]))
         self.assertFalse(os.path.exists(os.path.dirname(d)))
         self.assertNotEqual(proc_cgroup_v2(info["pid"]) if os.path.exists(f"/proc/{info['pid']}") else None,
                             info["cgroup_path"])
