@@ -57,6 +57,73 @@ public final class OTLPTestReceiver: @unchecked Sendable {
         }
     }
 
+    /// A ResourceProfiles of a recorded request's summary, with its attribute keys exactly as
+    /// sent (read with JSONSerialization: a snake-case key strategy would rename keys such as
+    /// `k8s.pod.start_time`).
+    public struct Resource: Sendable {
+        /// The request's index.
+        public var request: Int
+        public var attributes: [String: JSONValue]
+        public var samples: Int
+        public var weight: Int
+        public var firstTimestampUnixNano: UInt64?
+        public var lastTimestampUnixNano: UInt64?
+
+        /// A string attribute (nil when absent or not a string).
+        public func string(_ key: String) -> String? {
+            if case .string(let value)? = attributes[key] { return value }
+            return nil
+        }
+
+        public var pid: Int? {
+            if case .number(let value)? = attributes["process.pid"] { return Int(value) }
+            return nil
+        }
+    }
+
+    /// A JSON value of the receiver's summaries (attribute values; maps become null).
+    public enum JSONValue: Sendable, Hashable {
+        case string(String)
+        case number(Double)
+        case array([JSONValue])
+        case null
+
+        init(any value: Any) {
+            switch value {
+            case let string as String: self = .string(string)
+            // Booleans arrive as numbers (JSONSerialization cannot tell them apart here).
+            case let number as NSNumber: self = .number(number.doubleValue)
+            case let array as [Any]: self = .array(array.map(JSONValue.init(any:)))
+            default: self = .null
+            }
+        }
+    }
+
+    /// Every ResourceProfiles of every decoded request so far, in arrival order.
+    public func resources() async throws -> [Resource] {
+        let data = try await control("GET", "/requests")
+        guard let records = try JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
+            throw FixtureError("GET /requests did not return a JSON list")
+        }
+        var resources: [Resource] = []
+        for record in records {
+            guard let summary = record["summary"] as? [String: Any],
+                let list = summary["resources"] as? [[String: Any]]
+            else { continue }
+            let index = record["index"] as? Int ?? -1
+            for entry in list {
+                let attributes = (entry["attributes"] as? [String: Any] ?? [:]).mapValues(JSONValue.init(any:))
+                resources.append(
+                    Resource(
+                        request: index, attributes: attributes, samples: entry["samples"] as? Int ?? 0,
+                        weight: entry["weight"] as? Int ?? 0,
+                        firstTimestampUnixNano: (entry["first_timestamp_unix_nano"] as? NSNumber)?.uint64Value,
+                        lastTimestampUnixNano: (entry["last_timestamp_unix_nano"] as? NSNumber)?.uint64Value))
+            }
+        }
+        return resources
+    }
+
     public struct Status: Decodable, Sendable {
         public var ingestUp: Bool
         public var requestsRecorded: Int

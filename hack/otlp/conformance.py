@@ -619,7 +619,8 @@ def summarize(request: ExportProfilesServiceRequest) -> dict[str, Any]:
     Keys: resource_profiles, profiles, samples, total_weight (sum of values, or the number
     of timestamps for samples without values), weight_by_sample_type ("type/unit" ->
     weight), resources (per ResourceProfiles: attributes as key -> value, profiles, samples,
-    weight; at most SUMMARY_MAX_RESOURCES resources of SUMMARY_MAX_ATTRIBUTES attributes),
+    weight, first_timestamp_unix_nano and last_timestamp_unix_nano (None without timestamps);
+    at most SUMMARY_MAX_RESOURCES resources of SUMMARY_MAX_ATTRIBUTES attributes),
     top_functions ([[leaf function name, weight], ...] by descending weight, then name; at
     most SUMMARY_TOP_FUNCTIONS) and top_functions_by_resource (the same, at most
     SUMMARY_TOP_FUNCTIONS_PER_RESOURCE each, keyed by the resource's process.pid as a
@@ -669,12 +670,18 @@ def summarize(request: ExportProfilesServiceRequest) -> dict[str, Any]:
         if pid is not None and (str(pid) in top_by_pid or len(top_by_pid) < SUMMARY_MAX_RESOURCES):
             pid_top = top_by_pid.setdefault(str(pid), {})
         profiles = samples = weight = 0
+        first_time: Optional[int] = None
+        last_time: Optional[int] = None
         for scope_profiles in resource_profiles.scope_profiles:
             for profile in scope_profiles.profiles:
                 profiles += 1
                 kind = type_name(profile.sample_type)
                 for sample in profile.samples:
                     sample_weight = _sample_weight(sample)
+                    if sample.timestamps_unix_nano:
+                        low, high = min(sample.timestamps_unix_nano), max(sample.timestamps_unix_nano)
+                        first_time = low if first_time is None else min(first_time, low)
+                        last_time = high if last_time is None else max(last_time, high)
                     samples += 1
                     weight += sample_weight
                     by_type[kind] = by_type.get(kind, 0) + sample_weight
@@ -686,7 +693,10 @@ def summarize(request: ExportProfilesServiceRequest) -> dict[str, Any]:
         total_samples += samples
         total_weight += weight
         if len(resources) < SUMMARY_MAX_RESOURCES:
-            resources.append({"attributes": attributes, "profiles": profiles, "samples": samples, "weight": weight})
+            resources.append({
+                "attributes": attributes, "profiles": profiles, "samples": samples, "weight": weight,
+                "first_timestamp_unix_nano": first_time, "last_timestamp_unix_nano": last_time,
+            })
 
     return {
         "resource_profiles": len(request.resource_profiles),

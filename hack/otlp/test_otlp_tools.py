@@ -176,6 +176,9 @@ class CheckerTest(unittest.TestCase):
         self.assertEqual(summary["top_functions_by_resource"], {"1234": [["work", 4], ["main", 2]], "5678": [["work", 3], ["main", 2]]})
         self.assertEqual(summary["resources"][0]["attributes"], {"process.pid": 1234, "service.name": "app-1234", "host.name": "box"})
         self.assertEqual(summary["resources"][1]["weight"], 5)
+        self.assertEqual(summary["resources"][0]["first_timestamp_unix_nano"], T0 + 1)
+        self.assertEqual(summary["resources"][0]["last_timestamp_unix_nano"], T0 + 999_999_999)
+        self.assertEqual(summary["resources"][1]["last_timestamp_unix_nano"], T0 + 999_999_999)
         json.dumps(summary)  # JSON-able
 
     def test_summary_unknown_leaf_and_weights_without_values(self) -> None:
