@@ -10,7 +10,6 @@ import argparse
 import concurrent.futures
 import copy
 import ctypes
-import datetime
 import errno
 import hashlib
 import json
@@ -19,7 +18,6 @@ import random
 import re
 import secrets
 import signal
-import string
 import subprocess
 import sys
 import threading
