@@ -251,18 +251,6 @@ public final class OTLPTestReceiver: @unchecked Sendable {
     /// Sends a control request with the venv's Python (urllib) as the HTTP client: small,
     /// and independent of the HTTP code under test.
     private func control(_ method: String, _ path: String, body: String? = nil) async throws -> Data {
-        let script = """
-            import sys, urllib.request
-            body = sys.argv[3].encode() if len(sys.argv) > 3 else None
-            request = urllib.request.Request(sys.argv[2], data=body, method=sys.argv[1],
-                                             headers={"Content-Type": "application/json"})
-            sys.stdout.buffer.write(urllib.request.urlopen(request, timeout=30).read())
-            """
-        let url = "http://127.0.0.1:\(controlPort)\(path)"
-        let result = try runProgramCapturing(Self.python, ["-c", script, method, url] + (body.map { [$0] } ?? []))
-        guard result.status == 0 else {
-            throw FixtureError("receiver control \(method) \(path) failed: \(result.stderr)")
-        }
-        return Data(result.stdout.utf8)
+        try controlRequest(method, "http://127.0.0.1:\(controlPort)\(path)", body: body, what: "receiver")
     }
 }
