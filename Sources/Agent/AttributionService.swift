@@ -20,10 +20,8 @@ public import ServiceLifecycle
 /// attributes.
 public final class AttributionService: Service, Sendable {
     private let windows: AsyncStream<ClosedWindow>
-    private let podCache: PodCache?
+    private let attribution: WindowAttribution
     private let export: ProfileExport
-    private let state: AgentState
-    private let attributionGrace: Duration
     private let flushTimeout: Duration
     private let logger: Logger
 
@@ -32,10 +30,8 @@ public final class AttributionService: Service, Sendable {
         attributionGrace: Duration = .seconds(2), flushTimeout: Duration = .seconds(10), logger: Logger
     ) {
         self.windows = windows
-        self.podCache = podCache
+        self.attribution = WindowAttribution(podCache: podCache, state: state, grace: attributionGrace)
         self.export = export
-        self.state = state
-        self.attributionGrace = attributionGrace
         self.flushTimeout = flushTimeout
         self.logger = logger
     }
@@ -45,7 +41,7 @@ public final class AttributionService: Service, Sendable {
         // last window, and that window must still be exported.
         for await window in windows {
             var profile = window.profile
-            await attribute(&profile, containers: window.containers)
+            await attribution.attribute(&profile, containers: window.containers)
             export.submit(profile)
         }
         let result = await export.finish(flushTimeout: flushTimeout)
@@ -56,8 +52,24 @@ public final class AttributionService: Service, Sendable {
         }
     }
 
+}
+
+/// Adds container and pod attributes to each process of a window's profile, and counts
+/// what it attributed in the agent's state.
+public struct WindowAttribution: Sendable {
+    public let podCache: PodCache?
+    public let state: AgentState
+    /// How long to wait for pod containers the cache does not know yet.
+    public let grace: Duration
+
+    public init(podCache: PodCache?, state: AgentState, grace: Duration) {
+        self.podCache = podCache
+        self.state = state
+        self.grace = grace
+    }
+
     /// Adds container and pod attributes to each process of `profile`.
-    func attribute(_ profile: inout Profile, containers: [Int32: ContainerReference]) async {
+    public func attribute(_ profile: inout Profile, containers: [Int32: ContainerIdentity]) async {
         var samplesByPID: [Int32: Int] = [:]
         for sample in profile.samples { samplesByPID[sample.pid, default: 0] += 1 }
 
@@ -104,7 +116,7 @@ public final class AttributionService: Service, Sendable {
     /// Waits, at most the grace period, until the pod cache knows every container with its
     /// owners resolved.
     private func waitUntilSettled(_ containerIDs: Set<String>, in cache: PodCache) async {
-        let deadline = ContinuousClock.now + attributionGrace
+        let deadline = ContinuousClock.now + grace
         while ContinuousClock.now < deadline {
             var allSettled = true
             for id in containerIDs where !(await cache.isSettled(containerID: id)) {

@@ -1,4 +1,5 @@
 import Foundation
+public import KubeMetadata
 public import Logging
 public import NodeprofCore
 public import Profiles
@@ -6,25 +7,12 @@ public import Sampling
 public import ServiceLifecycle
 import Synchronization
 
-/// The container a process ran in, as its cgroup names it.
-public struct ContainerReference: Sendable, Hashable {
-    /// 64 lowercase hex.
-    public var containerID: String
-    /// The pod's uid (with dashes) when the cgroup path names a pod.
-    public var podUID: String?
-
-    public init(containerID: String, podUID: String?) {
-        self.containerID = containerID
-        self.podUID = podUID
-    }
-}
-
 /// A closed recording window on its way to attribution and export.
 public struct ClosedWindow: Sendable {
     public var profile: Profile
     /// The container of each process that has samples in the window (processes outside any
     /// container are absent).
-    public var containers: [Int32: ContainerReference]
+    public var containers: [Int32: ContainerIdentity]
 }
 
 /// Samples the whole node without end, cutting the recording into windows of
@@ -35,7 +23,7 @@ public final class SamplingService: Service, Sendable {
     /// Makes, on the sampling thread, the function that finds a process's container from its
     /// pid and cgroup id (reading /proc while the process still runs).
     public typealias ContainerIdentifierFactory =
-        @Sendable () -> (_ pid: Int32, _ cgroupID: UInt64) -> ContainerReference?
+        @Sendable () -> (_ pid: Int32, _ cgroupID: UInt64) -> ContainerIdentity?
 
     private let configuration: SamplerConfiguration
     private let windowSeconds: Double
@@ -87,7 +75,7 @@ public final class SamplingService: Service, Sendable {
         let identify = makeIdentifier()
         // Filled on the sampling thread by observeProcess, emptied by the window handler on
         // the same thread: the mutex only satisfies the compiler (never contended).
-        let containers = Mutex<[Int32: ContainerReference]>([:])
+        let containers = Mutex<[Int32: ContainerIdentity]>([:])
         let state = self.state
         let windows = self.windows
         let window = RecordingWindow(seconds: windowSeconds, keepsWholeRecording: false) { profile in

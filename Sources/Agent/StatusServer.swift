@@ -66,7 +66,7 @@ public final class StatusServer: Service, Sendable {
     }
 
     public func run() async throws {
-        typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPPart<HTTPResponseHead, ByteBuffer>>
+        typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
         let server: NIOAsyncChannel<Connection, Never>
         do {
             server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -90,19 +90,23 @@ public final class StatusServer: Service, Sendable {
 
         // Stays up through the graceful shutdown of the other services (probes keep
         // answering), and closes when the group cancels it or shuts it down last.
-        try await cancelWhenGracefulShutdown {
-            try await server.executeThenClose { connections in
-                try await withThrowingDiscardingTaskGroup { group in
-                    for try await connection in connections {
-                        group.addTask { await self.serve(connection) }
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await server.executeThenClose { connections in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in connections {
+                            group.addTask { await self.serve(connection) }
+                        }
                     }
                 }
             }
+        } catch is CancellationError {
+            // Shut down: the listening socket is closed.
         }
     }
 
     private func serve(
-        _ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPPart<HTTPResponseHead, ByteBuffer>>
+        _ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
     ) async {
         do {
             try await connection.executeThenClose { inbound, outbound in
@@ -137,7 +141,7 @@ public final class StatusServer: Service, Sendable {
                                     version: request.version, status: HTTPResponseStatus(statusCode: response.status),
                                     headers: headers)))
                         if request.method != .HEAD {
-                            try await outbound.write(.body(ByteBuffer(bytes: response.body)))
+                            try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: response.body))))
                         }
                         try await outbound.write(.end(nil))
                         if !request.isKeepAlive { return }
