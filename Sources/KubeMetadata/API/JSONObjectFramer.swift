@@ -17,9 +17,15 @@
 ///   ``Frame/malformed(byteCount:)``; framing resumes there, so the objects that follow are
 ///   not lost. (A `{` inside the garbage, as in `[{"a":1}]`, starts an object; the decoder
 ///   then rejects it.)
-/// - an object whose braces never balance (an unterminated string, a missing `}`) cannot be
-///   told apart from a long object: it is held up to the cap and then skipped as oversized,
-///   or reported as malformed by ``finish()`` when the stream ends first.
+/// - a raw newline inside an object ends it as malformed (with `newlineDelimited`, the
+///   default), and framing resumes after the newline. The Kubernetes API server (Go's
+///   `json.Encoder`) writes every event as compact JSON followed by one newline, and JSON
+///   cannot hold a raw newline inside a string, so a newline inside an object means the
+///   object was cut short: without this rule a truncated event (unbalanced braces) would
+///   swallow the events after it. Turn it off for pretty-printed streams.
+/// - an object whose braces never balance and that meets no newline cannot be told apart
+///   from a long object: it is held up to the cap and then skipped as oversized, or reported
+///   as malformed by ``finish()`` when the stream ends first.
 ///
 /// Memory is bounded by `maxObjectBytes` plus one chunk; time is linear in the input.
 public struct JSONObjectFramer: Sendable {
@@ -47,6 +53,8 @@ public struct JSONObjectFramer: Sendable {
 
     /// The largest object kept, in bytes.
     public let maxObjectBytes: Int
+    /// Whether a raw newline inside an object ends it as malformed (see above).
+    public let newlineDelimited: Bool
 
     private var mode = Mode.between
     private var buffer: [UInt8] = []
@@ -57,9 +65,10 @@ public struct JSONObjectFramer: Sendable {
     private var inString = false
     private var escaped = false
 
-    public init(maxObjectBytes: Int = 4 << 20) {
+    public init(maxObjectBytes: Int = 4 << 20, newlineDelimited: Bool = true) {
         precondition(maxObjectBytes > 1, "an object has at least two bytes")
         self.maxObjectBytes = maxObjectBytes
+        self.newlineDelimited = newlineDelimited
     }
 
     /// True when no partial object, oversized object or garbage run is pending.
@@ -119,6 +128,15 @@ public struct JSONObjectFramer: Sendable {
                 }
                 count += 1
             case .object, .oversized:
+                if newlineDelimited && byte == UInt8(ascii: "\n") {
+                    // Cut short (see the type's documentation); the newline is a separator.
+                    frames.append(mode == .object ? .malformed(byteCount: count) : .oversized(byteCount: count))
+                    mode = .between
+                    buffer = []
+                    count = 0
+                    index += 1
+                    continue
+                }
                 count += 1
                 if mode == .object && count > maxObjectBytes {
                     mode = .oversized
