@@ -136,6 +136,12 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A parent may start us with these blocked (they are inherited): unblock them, or
+        // SIGTERM from the kubelet would never reach the graceful shutdown.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        for number in [SIGTERM, SIGINT, SIGQUIT] { sigaddset(&signals, number) }
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
         // Logs go to stderr (a container's log); stdout stays free.
         LoggingSystem.bootstrap { label in StreamLogHandler.standardError(label: label) }
         var logger = Logger(label: "nodeprof.agent")

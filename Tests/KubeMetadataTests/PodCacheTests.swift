@@ -218,7 +218,7 @@ final class FakeJobs: JobOwnerLookup {
     }
 
     @Test func relistConvergesAndRecreatedPodsGetNewIdentity() async {
-        let cache = PodCache(configuration: configuration, jobLookup: nil)
+        let cache = PodCache(configuration: configuration, jobLookup: nil, deletedRetention: .zero)
         await cache.replaceAll([
             makePod(name: "a", uid: "ua", containers: [("c", hexID("1"), "a:1")]),
             makePod(name: "b", uid: "ub", containers: [("c", hexID("2"), "b:1")]),
@@ -237,6 +237,26 @@ final class FakeJobs: JobOwnerLookup {
         #expect(value(await cache.attributes(containerID: hexID("4"), podUID: nil), "k8s.pod.name") == "b")
         await cache.remove(makePod(name: "b", uid: "ub"))
         #expect(await cache.currentStatistics.containers == 1)
+    }
+
+    @Test func deletedPodsStillAnswerForTheirLastSamples() async throws {
+        let cache = PodCache(configuration: configuration, jobLookup: nil, deletedRetention: .milliseconds(300))
+        await cache.upsert(makePod(name: "gone", uid: "ug", containers: [("c", hexID("5"), "g:1")]))
+        await cache.remove(makePod(name: "gone", uid: "ug"))
+        #expect(await cache.podUIDs.isEmpty)
+        #expect(value(await cache.attributes(containerID: hexID("5"), podUID: nil), "k8s.pod.name") == "gone")
+        #expect(await cache.isSettled(containerID: hexID("5")))
+        #expect(await cache.currentStatistics.recentlyDeleted == 1)
+        // Gone from a re-list counts as deleted too.
+        await cache.upsert(makePod(name: "listed-out", uid: "ul", containers: [("c", hexID("6"), "l:1")]))
+        await cache.replaceAll([])
+        #expect(value(await cache.attributes(containerID: hexID("6"), podUID: nil), "k8s.pod.uid") == "ul")
+        // After the retention they are forgotten (pruned on the next change).
+        try await Task.sleep(for: .milliseconds(400))
+        await cache.replaceAll([])
+        #expect(await cache.attributes(containerID: hexID("5"), podUID: nil) == nil)
+        #expect(await cache.attributes(containerID: hexID("6"), podUID: "ul") == nil)
+        #expect(await cache.currentStatistics.recentlyDeleted == 0)
     }
 
     @Test func theCacheIsBounded() async {

@@ -26,6 +26,8 @@ public actor PodCache {
         public var droppedValues = 0
         /// Pods refused because the cache was full.
         public var overflow = 0
+        /// Deleted pods still answering lookups (see ``PodCache/deletedRetention``).
+        public var recentlyDeleted = 0
         public var lookups = 0
         public var lookupsByContainer = 0
         public var lookupsByPodOnly = 0
@@ -45,6 +47,12 @@ public actor PodCache {
 
     private var pods: [String: PodRecord] = [:]
     private var podByContainer: [String: String] = [:]
+    /// Pods deleted (or gone from a re-list) in the last ``deletedRetention``: their
+    /// processes' last samples are attributed after the pod is gone.
+    private var deleted: [String: (record: PodRecord, at: ContinuousClock.Instant)] = [:]
+    private var deletedByContainer: [String: String] = [:]
+    /// How long a deleted pod still answers lookups.
+    public let deletedRetention: Duration
     /// CronJob of a Job, by Job uid (nil value: the Job has no CronJob).
     private var cronJobs: [String: OwnerChain.Named?] = [:]
     private var pendingJobs: Set<String> = []
@@ -54,8 +62,9 @@ public actor PodCache {
 
     public init(
         configuration: PodAttributeConfiguration, jobLookup: (any JobOwnerLookup)?, maximumPods: Int = 4096,
-        logger: Logger = Logger(label: "nodeprof.pods")
+        deletedRetention: Duration = .seconds(60), logger: Logger = Logger(label: "nodeprof.pods")
     ) {
+        self.deletedRetention = deletedRetention
         self.configuration = configuration
         self.jobLookup = jobLookup
         self.maximumPods = maximumPods
@@ -66,6 +75,8 @@ public actor PodCache {
 
     /// Replaces the whole state (after a LIST): pods not in `all` are gone.
     public func replaceAll(_ all: [Pod]) {
+        let listed = Set(all.compactMap(\.metadata.uid))
+        for uid in pods.keys where !listed.contains(uid) { removeRecord(uid: uid) }
         pods.removeAll(keepingCapacity: true)
         podByContainer.removeAll(keepingCapacity: true)
         for pod in all { insert(pod) }
@@ -120,13 +131,34 @@ public actor PodCache {
         resolveCronJob(of: record)
     }
 
+    /// Forgets a pod, keeping it as recently deleted (its processes may have samples in a
+    /// window that has not closed yet).
     private func removeRecord(uid: String) {
         guard let old = pods.removeValue(forKey: uid) else { return }
         for container in old.containers {
             if let id = container.id, podByContainer[id] == uid { podByContainer[id] = nil }
         }
+        pruneDeleted()
+        if deleted.count < maximumPods {
+            deleted[uid] = (old, ContinuousClock.now)
+            for container in old.containers {
+                if let id = container.id { deletedByContainer[id] = uid }
+            }
+        }
         statistics.pods = pods.count
         statistics.containers = podByContainer.count
+        statistics.recentlyDeleted = deleted.count
+    }
+
+    private func pruneDeleted() {
+        let cutoff = ContinuousClock.now - deletedRetention
+        for (uid, entry) in deleted where entry.at < cutoff {
+            deleted[uid] = nil
+            for container in entry.record.containers {
+                if let id = container.id, deletedByContainer[id] == uid { deletedByContainer[id] = nil }
+            }
+        }
+        statistics.recentlyDeleted = deleted.count
     }
 
     // MARK: Owners
@@ -185,7 +217,10 @@ public actor PodCache {
 
     /// Forgets Jobs no cached pod refers to.
     private func pruneJobs() {
-        let live = Set(pods.values.compactMap { $0.owner?.kind == "Job" ? $0.owner?.uid : nil })
+        let live = Set(
+            (pods.values.map { $0 } + deleted.values.map(\.record)).compactMap {
+                $0.owner?.kind == "Job" ? $0.owner?.uid : nil
+            })
         cronJobs = cronJobs.filter { live.contains($0.key) }
         failedJobLookups = failedJobLookups.filter { live.contains($0.key) }
         statistics.cachedJobs = cronJobs.count
@@ -198,6 +233,7 @@ public actor PodCache {
     /// is known.
     public func attributes(containerID: String?, podUID: String?) -> [Attribute]? {
         statistics.lookups += 1
+        if !deleted.isEmpty { pruneDeleted() }
         if let containerID, let uid = podByContainer[containerID], let pod = pods[uid] {
             statistics.lookupsByContainer += 1
             let container = pod.containers.first { $0.id == containerID }
@@ -205,7 +241,14 @@ public actor PodCache {
                 pod: pod, container: container, containerID: containerID, owners: owners(of: pod),
                 configuration: configuration)
         }
-        if let podUID, let pod = pods[podUID] {
+        if let containerID, let uid = deletedByContainer[containerID], let pod = deleted[uid]?.record {
+            statistics.lookupsByContainer += 1
+            let container = pod.containers.first { $0.id == containerID }
+            return podAttributes(
+                pod: pod, container: container, containerID: containerID, owners: owners(of: pod),
+                configuration: configuration)
+        }
+        if let podUID, let pod = pods[podUID] ?? deleted[podUID]?.record {
             statistics.lookupsByPodOnly += 1
             return podAttributes(
                 pod: pod, container: nil, containerID: containerID, owners: owners(of: pod),
@@ -218,6 +261,8 @@ public actor PodCache {
     /// True when `containerID` resolves to a container and its owners are resolved: nothing
     /// more will arrive for it.
     public func isSettled(containerID: String) -> Bool {
+        if !deleted.isEmpty { pruneDeleted() }
+        if deletedByContainer[containerID] != nil { return true }
         guard let uid = podByContainer[containerID], let pod = pods[uid] else { return false }
         if let owner = pod.owner, owner.kind == "Job", let jobUID = owner.uid { return !pendingJobs.contains(jobUID) }
         return true
