@@ -134,7 +134,7 @@ let package = Package(
         .executableTarget(
             name: "nodeprof-bench",
             dependencies: [
-                "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export",
+                "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
