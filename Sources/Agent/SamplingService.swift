@@ -109,7 +109,7 @@ public final class SamplingService: Service, Sendable {
 
 /// Runs `body` on a new thread (8 MiB stack) and returns its result: for blocking work that
 /// must not hold a thread of Swift's cooperative pool.
-func runOnDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func runOnDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         let thread = Thread {
             continuation.resume(with: Result { try body() })

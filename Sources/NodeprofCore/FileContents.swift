@@ -13,11 +13,13 @@ public enum FileReadError: Error, Hashable, Sendable, CustomStringConvertible {
             return "cannot read \(path): larger than the \(limit) bytes this reader accepts"
         case .systemCall(let path, let operation, let errno):
             let reason = String(cString: strerror(errno))
+            // Advice for /proc and /sys files differs from advice for files a user named.
+            let system = path.hasPrefix("/proc/") || path.hasPrefix("/sys/")
             var advice = ""
             if errno == EACCES || errno == EPERM {
-                advice = "; run as root (or grant CAP_SYS_PTRACE and CAP_SYSLOG)"
+                advice = system ? "; run as root (or grant CAP_SYS_PTRACE and CAP_SYSLOG)" : "; check its permissions"
             } else if errno == ENOENT || errno == ESRCH {
-                advice = "; the process has probably exited"
+                advice = system ? "; the process has probably exited" : "; check the path"
             }
             return "cannot read \(path): \(operation) failed with errno \(errno) (\(reason))\(advice)"
         }

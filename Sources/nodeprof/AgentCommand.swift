@@ -147,8 +147,8 @@ struct AgentCommand: AsyncParsableCommand {
         var logger = Logger(label: "nodeprof.agent")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         guard let exporter = try otlp.exporterConfiguration() else {
-            throw ValidationError(
-                "nodeprof agent needs a collector: --otlp-endpoint URL (or OTEL_EXPORTER_OTLP_ENDPOINT)")
+            throw AgentStartupError(
+                description: "nodeprof agent needs a collector: --otlp-endpoint URL (or OTEL_EXPORTER_OTLP_ENDPOINT)")
         }
         let environment = ProcessInfo.processInfo.environment
         let node = nodeName ?? environment["NODE_NAME"].flatMap { $0.isEmpty ? nil : $0 } ?? hostName()
@@ -200,8 +200,14 @@ struct AgentCommand: AsyncParsableCommand {
                 }
                 return NodeAgentConfiguration.Kubernetes(client: client, attributes: attributes)
             } catch {
-                throw ValidationError("\(error)")
+                throw AgentStartupError(description: "\(error)")
             }
         }
     }
+}
+
+/// A configuration problem found at startup: printed as one line, without the usage text
+/// (the flags were fine; their target was not).
+struct AgentStartupError: Error, CustomStringConvertible {
+    var description: String
 }

@@ -136,7 +136,7 @@ struct Record: AsyncParsableCommand {
         // The sampler is confined to one thread that blocks in ring-buffer polls: create,
         // run and drop it on a dedicated thread, off the async pool.
         let seconds = duration.seconds
-        let result = try await onDedicatedThread {
+        let result = try await runOnDedicatedThread {
             let recording = try Recording(durationSeconds: seconds, sampler: configuration)
             Terminal.status(announcement)
             return try recording.run(stop: stop, window: window) { Terminal.progress($0) }
@@ -170,18 +170,6 @@ struct Record: AsyncParsableCommand {
         logger.logLevel = .warning
         return logger
     }()
-}
-
-/// Runs `body` on a new thread and returns its result: for blocking work that must not hold
-/// a thread of Swift's cooperative pool.
-func onDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread {
-            continuation.resume(with: Result { try body() })
-        }
-        thread.stackSize = 8 << 20
-        thread.start()
-    }
 }
 
 /// This machine's name (`host.name`).
