@@ -85,6 +85,9 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
     public let configuration: Configuration
     let logger: Logger
     private let box = ListWatchStatisticsBox()
+    /// Called after each LIST page is received with its number in the list (1 for the first):
+    /// lets tests change the server between pages.
+    var listPageObserver: (@Sendable (Int) -> Void)?
 
     public init(client: KubernetesClient, configuration: Configuration, logger: Logger? = nil) {
         self.client = client
@@ -96,7 +99,8 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
     public var statistics: ListWatchStatistics { box.snapshot }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(client: client, configuration: configuration, logger: logger, box: box)
+        AsyncIterator(
+            client: client, configuration: configuration, logger: logger, box: box, listPageObserver: listPageObserver)
     }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
@@ -122,6 +126,7 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
         private let configuration: Configuration
         private let logger: Logger
         private let box: ListWatchStatisticsBox
+        private let listPageObserver: (@Sendable (Int) -> Void)?
         private let decoder = JSONDecoder()
         private var random = SystemRandomNumberGenerator()
         private var limiter: LogLimiter
@@ -138,11 +143,15 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
         private var watchStart: UInt64 = 0
         private var watchApplied = false
 
-        init(client: KubernetesClient, configuration: Configuration, logger: Logger, box: ListWatchStatisticsBox) {
+        init(
+            client: KubernetesClient, configuration: Configuration, logger: Logger, box: ListWatchStatisticsBox,
+            listPageObserver: (@Sendable (Int) -> Void)?
+        ) {
             self.client = client
             self.configuration = configuration
             self.logger = logger
             self.box = box
+            self.listPageObserver = listPageObserver
             limiter = LogLimiter(interval: configuration.logInterval)
         }
 
@@ -174,11 +183,17 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
 
         private mutating func list() async -> ListWatchEvent<Object>? {
             let box = self.box
+            let observer = listPageObserver
+            var pages = 0
             do {
                 let result = try await client.listAll(
                     Object.self, path: configuration.path, query: configuration.selectorQuery,
                     limit: configuration.pageSize, onRequest: { box.update { $0.requests += 1 } },
-                    onPage: { _ in box.update { $0.listPages += 1 } })
+                    onPage: { _ in
+                        box.update { $0.listPages += 1 }
+                        pages += 1
+                        observer?(pages)
+                    })
                 var items: [Object] = []
                 items.reserveCapacity(result.items.count)
                 var failures = result.undecodable
