@@ -154,3 +154,28 @@ import Testing
         }
     }
 }
+
+@Suite struct APITokenFileTests {
+    @Test func tokenFileIsReReadPeriodicallyAndAfterInvalidation() async throws {
+        let directory = try TemporaryDirectory(prefix: "nodeprof-token")
+        let path = directory.file("token")
+        try "one\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let source = BearerTokenSource(.tokenFile(path), refreshInterval: .milliseconds(300))
+        #expect(try source.token() == "one")
+        try "two".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try source.token() == "one", "cached within the refresh interval")
+        source.invalidate()
+        #expect(try source.token() == "two", "re-read after a 401")
+        try "three".write(toFile: path, atomically: true, encoding: .utf8)
+        try await Task.sleep(for: .milliseconds(400))
+        #expect(try source.token() == "three", "re-read after the refresh interval")
+        // A vanished file keeps the last token; with none ever read it is an error.
+        try FileManager.default.removeItem(atPath: path)
+        source.invalidate()
+        #expect(try source.token() == "three")
+        let missing = BearerTokenSource(.tokenFile(path), refreshInterval: .seconds(60))
+        #expect(throws: KubernetesAPIError.self) { try missing.token() }
+        #expect(try BearerTokenSource(.token("fixed"), refreshInterval: .seconds(60)).token() == "fixed")
+        #expect(try BearerTokenSource(.none, refreshInterval: .seconds(60)).token() == nil)
+    }
+}

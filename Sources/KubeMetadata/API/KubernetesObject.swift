@@ -39,7 +39,9 @@ public struct OwnerReference: Codable, Sendable, Hashable {
     public var uid: String?
     public var controller: Bool?
 
-    public init(apiVersion: String? = nil, kind: String? = nil, name: String? = nil, uid: String? = nil, controller: Bool? = nil) {
+    public init(
+        apiVersion: String? = nil, kind: String? = nil, name: String? = nil, uid: String? = nil, controller: Bool? = nil
+    ) {
         self.apiVersion = apiVersion
         self.kind = kind
         self.name = name

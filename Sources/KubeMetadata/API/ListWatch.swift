@@ -221,7 +221,8 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                     "listed \(configuration.path)",
                     metadata: ["objects": "\(items.count)", "resourceVersion": "\(result.resourceVersion)"])
                 return .replaced(items)
-            } catch let error as KubernetesAPIError {
+            } catch {
+                guard let error = apiError(error) else { return nil }
                 if case .expired = error {
                     // The continue token outlived the server's history: list from scratch,
                     // at once the first times, with backoff if it keeps happening.
@@ -234,8 +235,6 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                     warn(error)
                     backOff(after: error)
                 }
-            } catch {
-                // Cancellation: `next()` sees it and ends.
             }
             return nil
         }
@@ -254,7 +253,8 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 watchStart = monotonicNanoseconds()
                 watchApplied = false
                 phase = .streaming
-            } catch let error as KubernetesAPIError {
+            } catch {
+                guard let error = apiError(error) else { return }
                 watchStart = monotonicNanoseconds()
                 watchApplied = false
                 if case .expired = error {
@@ -262,8 +262,6 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 } else {
                     restart(.failed(error))
                 }
-            } catch {
-                // Cancellation.
             }
         }
 
@@ -271,15 +269,14 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
             let frame: JSONObjectFramer.Frame?
             do {
                 frame = try await stream?.next()
-            } catch let error as KubernetesAPIError {
+            } catch {
+                guard let error = apiError(error) else { return nil }
                 if case .timedOut = error {
                     restart(.stalled)
                 } else {
                     restart(.failed(error))
                 }
                 return nil
-            } catch {
-                return nil  // Cancellation.
             }
             guard let frame else {
                 restart(.closed)
@@ -427,6 +424,15 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 phase = .watch
                 backOff(after: error)
             }
+        }
+
+        /// The failure to handle, or nil when the task is cancelled (`next()` then ends). The
+        /// client throws only API errors and cancellation; anything else is still a failure
+        /// to back off from, never a reason to loop at once.
+        private func apiError(_ error: any Error) -> KubernetesAPIError? {
+            if Task.isCancelled { return nil }
+            if let error = error as? KubernetesAPIError { return error }
+            return .connectionFailed(server: client.configuration.server, reason: "\(error)".boundedForMessage())
         }
 
         private mutating func backOff(after error: KubernetesAPIError?) {
