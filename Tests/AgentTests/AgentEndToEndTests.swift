@@ -78,8 +78,9 @@ func eventually(seconds: Double, _ condition: () async throws -> Bool) async thr
     return try await condition()
 }
 
-/// A shell loop that burns CPU: each pod's workload.
-let burnCPU = #"["/bin/sh", "-c", "while :; do :; done"]"#
+/// A shell loop that burns CPU: each pod's workload. Niced: three of them on a 2-CPU machine
+/// would otherwise starve the agent and the tests running beside this one.
+let burnCPU = #"["/usr/bin/nice", "-n", "19", "/bin/sh", "-c", "while :; do :; done"]"#
 
 /// The simulated node end to end: three pods of different owners, each burning CPU in its
 /// own kubelet-shaped cgroup, `nodeprof agent` exporting to the OTLP receiver.

@@ -71,7 +71,7 @@ import Testing
 
     @Test func aPodThatArrivesDuringTheGraceIsAttributed() async {
         let cache = PodCache(configuration: .init(nodeName: "n"), jobLookup: nil)
-        let attribution = WindowAttribution(podCache: cache, state: AgentState(), grace: .seconds(5))
+        let attribution = WindowAttribution(podCache: cache, state: AgentState(), grace: .seconds(60))
         var profile = profile(pids: [10: 1])
         let late = Task {
             try await Task.sleep(for: .milliseconds(200))
@@ -82,7 +82,7 @@ import Testing
         _ = try? await late.value
         #expect(profile.processAttributes[10]?.contains(Attribute("k8s.pod.name", .string("late"))) == true)
         // It waited for the pod, not for the whole grace period.
-        #expect(ContinuousClock.now - started < .seconds(4))
+        #expect(ContinuousClock.now - started < .seconds(50))
     }
 }
 

@@ -197,8 +197,9 @@ import Testing
                 try "token-two\n".write(toFile: tokenPath, atomically: true, encoding: .utf8)
                 let rotated = ContinuousClock.now
                 try await server.putAll([TestPods.json(name: "after-rotation")])
-                try await harness.converge(within: .seconds(5))
-                #expect(ContinuousClock.now - rotated < .seconds(3), "recovered soon after the file changed")
+                try await harness.converge()
+                // Recovery is prompt (the 401 re-reads the file); the bound only catches a hang.
+                #expect(ContinuousClock.now - rotated < .seconds(20), "recovered after the file changed")
                 let statistics = harness.listWatch.statistics
                 #expect(statistics.watchRestarts.unauthorized >= 1)
                 #expect(statistics.lists == 1)
@@ -292,7 +293,7 @@ import Testing
                 serviceAccountDirectory: serviceAccount)
             #expect(configuration.server == "https://127.0.0.1:\(server.apiPort)")
             #expect(configuration.namespace == "kube-system")
-            configuration.readIdleTimeout = .seconds(3)
+            configuration.readIdleTimeout = .seconds(30)
             try await WatchHarness.run(server: server, client: configuration) { harness in
                 try await harness.converge()
                 try await server.putAll([TestPods.json(name: "tls")])
@@ -389,7 +390,7 @@ import Testing
                 try await harness.until("the watch is open") { $0.watchesStarted >= 1 }
             }
             // The harness cancelled the consumer: the server sees the watch go away.
-            let deadline = ContinuousClock.now + .seconds(5)
+            let deadline = ContinuousClock.now + .seconds(30)
             var open = try await server.state().openWatches
             while open > 0 && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(50))

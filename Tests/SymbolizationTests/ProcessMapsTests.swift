@@ -99,7 +99,7 @@ import Testing
             Issue.record("expected an error")
         } catch {
             #expect(error.isNotFound)
-            #expect(error.description.contains("exited"))
+            #expect(error.description.contains("No such file"))
         }
     }
 }
