@@ -34,20 +34,14 @@ public final class FakeAPIServer: @unchecked Sendable {
     public let controlPort: Int
     /// `http://127.0.0.1:PORT`, or `https://` with TLS.
     public let apiURL: String
-    private let process: Process
-    private let logPath: String
-    private let directory: TemporaryDirectory
+    private let tool: PythonTool
 
-    private init(process: Process, ready: [String: Any], logPath: String, directory: TemporaryDirectory) {
-        self.process = process
-        apiPort = ready["api_port"] as? Int ?? 0
-        controlPort = ready["control_port"] as? Int ?? 0
-        apiURL = ready["api_url"] as? String ?? ""
-        self.logPath = logPath
-        self.directory = directory
+    private init(tool: PythonTool) {
+        self.tool = tool
+        apiPort = tool.port("api_port")
+        controlPort = tool.port("control_port")
+        apiURL = tool.ready["api_url"] as? String ?? ""
     }
-
-    deinit { stop() }
 
     /// Starts a server on free ports and waits for its ready line. `tokens` are the accepted
     /// bearer tokens (none: every request is accepted); `tls` is a certificate and key file.
@@ -55,60 +49,21 @@ public final class FakeAPIServer: @unchecked Sendable {
         tokens: [String] = [], tls: (certificate: String, key: String)? = nil, bookmarkInterval: Double? = nil,
         history: Int? = nil
     ) async throws -> FakeAPIServer {
-        let python = "\(repositoryRoot())/.venv/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw FixtureError("\(python) is missing; run hack/setup to create the Python environment")
-        }
-        let directory = try TemporaryDirectory(prefix: "nodeprof-apiserver")
-        let logPath = directory.file("apiserver.log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        var arguments = ["\(repositoryRoot())/hack/fake-node/apiserver.py", "--port", "0", "--control-port", "0"]
+        var arguments = ["--port", "0", "--control-port", "0"]
         for token in tokens { arguments += ["--token", token] }
         if let tls { arguments += ["--tls-cert", tls.certificate, "--tls-key", tls.key] }
         if let bookmarkInterval { arguments += ["--bookmark-interval", String(bookmarkInterval)] }
         if let history { arguments += ["--history", String(history)] }
-
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = arguments
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        try process.run()
-
-        // The ready line; EOF (an exit) instead means the server could not start. Read on a
-        // thread of its own: the read blocks.
-        let descriptor = stdout.fileHandleForReading.fileDescriptor
-        let line = await withCheckedContinuation { (continuation: CheckedContinuation<[UInt8], Never>) in
-            Thread.detachNewThread {
-                var line: [UInt8] = []
-                var byte: UInt8 = 0
-                while read(descriptor, &byte, 1) == 1 && byte != UInt8(ascii: "\n") { line.append(byte) }
-                continuation.resume(returning: line)
-            }
-        }
-        guard let ready = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-            ready["api_port"] is Int, ready["control_port"] is Int
-        else {
-            process.terminate()
-            process.waitUntilExit()
-            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            throw FixtureError("apiserver.py did not start: \(String(decoding: line, as: UTF8.self))\n\(log)")
-        }
-        return FakeAPIServer(process: process, ready: ready, logPath: logPath, directory: directory)
+        return FakeAPIServer(
+            tool: try await PythonTool.start(
+                script: "hack/fake-node/apiserver.py", arguments: arguments, required: ["api_port", "control_port"]))
     }
 
     /// Stops the server: SIGTERM, then SIGKILL if it is still there after 5 s.
-    public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        for _ in 0..<50 where process.isRunning { usleep(100_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    public func stop() { tool.stop() }
 
     /// The server's stderr so far, for failure messages.
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var log: String { tool.log }
 
     // MARK: Control API
 
@@ -131,9 +86,9 @@ public final class FakeAPIServer: @unchecked Sendable {
                                                  headers={"Content-Type": "application/json"})
                 urllib.request.urlopen(request, timeout=30).read()
             """
-        let python = "\(repositoryRoot())/.venv/bin/python"
+        let python = PythonTool.python
         let arguments = ["-c", script, "http://127.0.0.1:\(controlPort)/objects"] + objectsJSON
-        let (status, stderr) = try await Self.offload {
+        let (status, stderr) = try await offloadBlocking {
             let result = try runProgramCapturing(python, arguments)
             return (result.status, result.stderr)
         }
@@ -179,16 +134,9 @@ public final class FakeAPIServer: @unchecked Sendable {
     }
 
     /// A control request made on a thread of its own: the child process it waits for would
-    /// otherwise hold a thread of the cooperative pool, and tests running in parallel would
-    /// starve the code under test.
+    /// otherwise hold a thread of the cooperative pool.
     @discardableResult
     public func control(_ method: String, _ path: String, body: String? = nil) async throws -> Data {
-        try await Self.offload { [self] in try control(method, path, body: body) }
-    }
-
-    private static func offload<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
-        }
+        try await tool.control(port: controlPort, method, path, body: body)
     }
 }

@@ -24,73 +24,36 @@ public final class FakeNode: @unchecked Sendable {
     public let apiURL: String
     public let nodeName: String
     public let kubeconfig: String?
-    private let process: Process
-    private let logPath: String
+    private let tool: PythonTool
     private let directory: TemporaryDirectory
 
-    private init(process: Process, ready: [String: Any], logPath: String, directory: TemporaryDirectory) {
-        self.process = process
-        apiPort = ready["api_port"] as? Int ?? 0
-        controlPort = ready["control_port"] as? Int ?? 0
-        apiURL = ready["api_url"] as? String ?? ""
-        nodeName = ready["node_name"] as? String ?? ""
-        kubeconfig = ready["kubeconfig"] as? String
-        self.logPath = logPath
+    private init(tool: PythonTool, directory: TemporaryDirectory) {
+        self.tool = tool
         self.directory = directory
+        apiPort = tool.port("api_port")
+        controlPort = tool.port("control_port")
+        apiURL = tool.ready["api_url"] as? String ?? ""
+        nodeName = tool.ready["node_name"] as? String ?? ""
+        kubeconfig = tool.ready["kubeconfig"] as? String
     }
-
-    deinit { stop() }
 
     /// Starts a fake node on free ports, writing a kubeconfig, and waits for its ready line.
     public static func start(nodeName: String = "fake-node-1", extraArguments: [String] = []) async throws -> FakeNode {
-        let python = "\(repositoryRoot())/.venv/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw FixtureError("\(python) is missing; run hack/setup to create the Python environment")
-        }
         let directory = try TemporaryDirectory(prefix: "nodeprof-fake-node")
-        let logPath = directory.file("fake-node.log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments =
-            [
-                "\(repositoryRoot())/hack/fake-node/fake-node", "--api-port", "0", "--control-port", "0",
-                "--node-name", nodeName, "--kubeconfig-out", directory.file("kubeconfig"),
-            ] + extraArguments
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        try process.run()
-
-        let descriptor = stdout.fileHandleForReading.fileDescriptor
-        let line = await withCheckedContinuation { (continuation: CheckedContinuation<[UInt8], Never>) in
-            Thread.detachNewThread {
-                var line: [UInt8] = []
-                var byte: UInt8 = 0
-                while read(descriptor, &byte, 1) == 1 && byte != UInt8(ascii: "\n") { line.append(byte) }
-                continuation.resume(returning: line)
-            }
-        }
-        guard let ready = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
-            process.terminate()
-            process.waitUntilExit()
-            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            throw FixtureError("fake-node did not start: \(String(decoding: line, as: UTF8.self))\n\(log)")
-        }
-        return FakeNode(process: process, ready: ready, logPath: logPath, directory: directory)
+        let tool = try await PythonTool.start(
+            script: "hack/fake-node/fake-node",
+            arguments: [
+                "--api-port", "0", "--control-port", "0", "--node-name", nodeName, "--kubeconfig-out",
+                directory.file("kubeconfig"),
+            ] + extraArguments, required: ["api_port", "control_port", "kubeconfig"])
+        return FakeNode(tool: tool, directory: directory)
     }
 
     /// Stops the node (it kills its processes and removes its cgroups): SIGTERM, then
     /// SIGKILL after 10 s.
-    public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        for _ in 0..<100 where process.isRunning { usleep(100_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    public func stop() { tool.stop(graceSeconds: 10) }
 
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var log: String { tool.log }
 
     // MARK: Control API
 
@@ -120,6 +83,6 @@ public final class FakeNode: @unchecked Sendable {
 
     @discardableResult
     public func control(_ method: String, _ path: String, body: String? = nil) async throws -> Data {
-        try controlRequest(method, "http://127.0.0.1:\(controlPort)\(path)", body: body, what: "fake-node")
+        try await tool.control(port: controlPort, method, path, body: body)
     }
 }

@@ -145,81 +145,36 @@ public final class OTLPTestReceiver: @unchecked Sendable {
     public let grpcPort: Int
     public let httpPort: Int
     public let controlPort: Int
-    private let process: Process
-    private let logPath: String
-    private let directory: TemporaryDirectory
+    private let tool: PythonTool
 
     public var grpcEndpoint: String { "http://127.0.0.1:\(grpcPort)" }
     public var httpEndpoint: String { "http://127.0.0.1:\(httpPort)" }
 
-    private init(process: Process, ports: [String: Int], logPath: String, directory: TemporaryDirectory) {
-        self.process = process
-        grpcPort = ports["grpc_port"] ?? 0
-        httpPort = ports["http_port"] ?? 0
-        controlPort = ports["control_port"] ?? 0
-        self.logPath = logPath
-        self.directory = directory
+    private init(tool: PythonTool) {
+        self.tool = tool
+        grpcPort = tool.port("grpc_port")
+        httpPort = tool.port("http_port")
+        controlPort = tool.port("control_port")
     }
-
-    deinit { stop() }
-
-    private static var python: String { "\(repositoryRoot())/.venv/bin/python" }
 
     /// Starts a receiver on free ports and waits for its ready line.
     public static func start(tls: TLSFiles? = nil) async throws -> OTLPTestReceiver {
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            throw FixtureError("\(python) is missing; run hack/setup to create the Python environment")
-        }
-        let directory = try TemporaryDirectory(prefix: "nodeprof-receiver")
-        let logPath = directory.file("receiver.log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        var arguments = [
-            "\(repositoryRoot())/hack/otlp/receiver.py", "--grpc-port", "0", "--http-port", "0", "--control-port", "0",
-        ]
+        var arguments = ["--grpc-port", "0", "--http-port", "0", "--control-port", "0"]
         if let tls {
             arguments += ["--tls-cert", tls.certificate, "--tls-key", tls.key]
             if let authority = tls.clientCertificateAuthority { arguments += ["--tls-client-ca", authority] }
         }
-        process.arguments = arguments
-        let stdout = Pipe()
-        process.standardOutput = stdout
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        try process.run()
-
-        // The ready line; EOF (an exit) instead means the receiver could not start. Read on
-        // a thread of its own: the read blocks.
-        let descriptor = stdout.fileHandleForReading.fileDescriptor
-        let line = await withCheckedContinuation { (continuation: CheckedContinuation<[UInt8], Never>) in
-            Thread.detachNewThread {
-                var line: [UInt8] = []
-                var byte: UInt8 = 0
-                while read(descriptor, &byte, 1) == 1 && byte != UInt8(ascii: "\n") { line.append(byte) }
-                continuation.resume(returning: line)
-            }
-        }
-        guard let ports = try? JSONDecoder().decode([String: Int].self, from: Data(line)) else {
-            process.terminate()
-            process.waitUntilExit()
-            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            throw FixtureError("receiver.py did not start: \(String(decoding: line, as: UTF8.self))\n\(log)")
-        }
-        return OTLPTestReceiver(process: process, ports: ports, logPath: logPath, directory: directory)
+        return OTLPTestReceiver(
+            tool: try await PythonTool.start(
+                script: "hack/otlp/receiver.py", arguments: arguments,
+                required: ["grpc_port", "http_port", "control_port"]))
     }
 
     /// Stops the receiver: SIGTERM, then SIGKILL if it is still there after 5 s.
-    public func stop() {
-        guard process.isRunning else { return }
-        process.terminate()
-        for _ in 0..<50 where process.isRunning { usleep(100_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
+    public func stop() { tool.stop() }
 
     /// The receiver's stderr so far, for failure messages.
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var log: String { tool.log }
 
     // MARK: Control API
 
@@ -251,6 +206,6 @@ public final class OTLPTestReceiver: @unchecked Sendable {
     /// Sends a control request with the venv's Python (urllib) as the HTTP client: small,
     /// and independent of the HTTP code under test.
     private func control(_ method: String, _ path: String, body: String? = nil) async throws -> Data {
-        try controlRequest(method, "http://127.0.0.1:\(controlPort)\(path)", body: body, what: "receiver")
+        try await tool.control(port: controlPort, method, path, body: body)
     }
 }
