@@ -99,7 +99,7 @@ public final class NodeAgent: Sendable {
             let kubernetesClient = try KubernetesClient(configuration: kubernetes.client, logger: logger)
             client = kubernetesClient
             let cache = PodCache(
-                configuration: kubernetes.attributes, jobLookup: JobOwners(client: kubernetesClient), logger: logger)
+                configuration: kubernetes.attributes, jobLookup: JobOwnersFromAPI(client: kubernetesClient), logger: logger)
             podCache = cache
             podWatch = PodWatchService(
                 client: kubernetesClient, nodeName: kubernetes.attributes.nodeName, cache: cache,
@@ -271,23 +271,5 @@ public final class NodeAgent: Sendable {
         }
         if let podWatch { samples += podWatch.metricSamples() }
         return samples
-    }
-}
-
-/// Finds a Job's owners with one GET (`batch/v1` Job).
-struct JobOwners: JobOwnerLookup {
-    let client: KubernetesClient
-
-    struct Job: KubernetesObject {
-        var metadata: ObjectMeta
-    }
-
-    func ownerReferences(ofJob name: String, namespace: String) async throws -> [OwnerReference]? {
-        do {
-            let job: Job = try await client.get(path: "/apis/batch/v1/namespaces/\(namespace)/jobs/\(name)")
-            return job.metadata.ownerReferences ?? []
-        } catch let error as KubernetesAPIError where error.status == 404 {
-            return nil
-        }
     }
 }
