@@ -1,0 +1,449 @@
+import Foundation
+import Glibc
+import Synchronization
+
+/// What the Kubernetes benchmarks share: child processes that are always cleaned up, a plain
+/// HTTP/1.1 client for the tools' control APIs, heap and /proc readings.
+
+// MARK: Heap
+
+/// Heap bytes in use: glibc's `mallinfo2` over every arena, small chunks (`uordblks`) plus
+/// chunks served by mmap (`hblkhd`).
+///
+/// Swift's Glibc module does not import `<malloc.h>`, so the function is found with dlsym.
+/// It returns a struct of ten `size_t`; on x86-64 (System V) a struct that large is returned
+/// through a pointer the caller passes as the first argument, which is how it is called here.
+func heapInUseBytes() -> Int {
+    #if arch(x86_64)
+        typealias MallInfo2 = @convention(c) (UnsafeMutablePointer<Int>) -> UnsafeMutableRawPointer?
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallinfo2") else {
+            fatalError("glibc has no mallinfo2 (glibc 2.33 or newer is needed)")
+        }
+        let mallinfo2 = unsafeBitCast(symbol, to: MallInfo2.self)
+        // arena, ordblks, smblks, hblks, hblkhd, usmblks, fsmblks, uordblks, fordblks, keepcost
+        var fields = [Int](repeating: 0, count: 10)
+        _ = fields.withUnsafeMutableBufferPointer { mallinfo2($0.baseAddress!) }
+        return fields[7] + fields[4]
+    #else
+        fatalError("heapInUseBytes calls mallinfo2 with the x86-64 calling convention only")
+    #endif
+}
+
+// MARK: /proc
+
+/// CPU time and memory of a running process, from `/proc/PID/stat` and `/proc/PID/status`.
+struct ProcessUsage {
+    /// utime and stime, seconds.
+    var userSeconds: Double
+    var systemSeconds: Double
+    var cpuSeconds: Double { userSeconds + systemSeconds }
+    var residentKiB: Int
+    /// Peak resident set size so far (VmHWM).
+    var peakResidentKiB: Int
+
+    init?(pid: pid_t) {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        userSeconds = user / Double(sysconf(Int32(_SC_CLK_TCK)))
+        systemSeconds = system / Double(sysconf(Int32(_SC_CLK_TCK)))
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        func kib(_ key: String) -> Int {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }) else { return 0 }
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
+        }
+        residentKiB = kib("VmRSS")
+        peakResidentKiB = kib("VmHWM")
+    }
+}
+
+// MARK: Child processes
+
+/// The children this process started, ended (SIGTERM, then SIGKILL after 10 s) when it is
+/// interrupted: fake-node only removes its cgroups and processes when it gets to exit.
+enum ChildRegistry {
+    private static let children = Mutex<[pid_t: String]>([:])
+    private static let sources = Mutex<[any DispatchSourceSignal]>([])
+
+    static func add(_ pid: pid_t, _ name: String) { children.withLock { $0[pid] = name } }
+    static func remove(_ pid: pid_t) { _ = children.withLock { $0.removeValue(forKey: pid) } }
+
+    /// SIGINT, SIGTERM and SIGHUP stop every registered child, then exit 128 + signal.
+    static func installSignalHandlers() {
+        sources.withLock { sources in
+            guard sources.isEmpty else { return }
+            for number in [SIGINT, SIGTERM, SIGHUP] {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler {
+                    let pids = children.withLock { $0 }
+                    FileHandle.standardError.write(
+                        Data(
+                            "nodeprof-bench: signal \(number): stopping \(pids.values.sorted().joined(separator: ", "))\n"
+                                .utf8))
+                    stopAll(pids.keys.sorted())
+                    exit(128 + number)
+                }
+                source.resume()
+                sources.append(source)
+            }
+        }
+    }
+
+    /// SIGTERM to each, then waits up to 10 s for all of them, then SIGKILL.
+    static func stopAll(_ pids: [pid_t]) {
+        for pid in pids { kill(pid, SIGTERM) }
+        let deadline = Date().addingTimeInterval(10)
+        var left = Set(pids)
+        while !left.isEmpty && Date() < deadline {
+            for pid in left {
+                var status: Int32 = 0
+                let result = waitpid(pid, &status, WNOHANG)
+                if result == pid || (result < 0 && errno == ECHILD) { left.remove(pid) }
+            }
+            if !left.isEmpty { usleep(50_000) }
+        }
+        for pid in left {
+            let name = children.withLock { $0[pid] } ?? "?"
+            FileHandle.standardError.write(
+                Data("nodeprof-bench: \(name) (\(pid)) ignored SIGTERM for 10 s: SIGKILL\n".utf8))
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+    }
+}
+
+/// A child started with posix_spawn: its stdout can be read line by line, its stderr goes
+/// to a file (or nowhere), and its exit comes with its resource usage (wait4).
+final class ChildProcess: @unchecked Sendable {
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    struct Exit {
+        var status: Int32
+        var usage: rusage
+        /// Exited normally with this code (nil when a signal ended it).
+        var code: Int32? { status & 0x7f == 0 ? (status >> 8) & 0xff : nil }
+        var userSeconds: Double { Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 }
+        var systemSeconds: Double { Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6 }
+        var maxResidentKiB: Int { usage.ru_maxrss }
+    }
+
+    let pid: pid_t
+    let name: String
+    let started = Date()
+    private let stdoutDescriptor: Int32
+    private var buffer: [UInt8] = []
+    private(set) var exit: Exit?
+
+    /// Starts `arguments` (the first is the executable's path). Signals the bench ignores
+    /// are reset to their defaults in the child, and its signal mask is cleared.
+    init(_ arguments: [String], name: String, captureStdout: Bool, stderrPath: String?) throws {
+        self.name = name
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var pipeDescriptors: [Int32] = [-1, -1]
+        if captureStdout {
+            guard pipe(&pipeDescriptors) == 0 else { throw Failure(description: "pipe: \(errno)") }
+            posix_spawn_file_actions_adddup2(&actions, pipeDescriptors[1], 1)
+            posix_spawn_file_actions_addclose(&actions, pipeDescriptors[0])
+            posix_spawn_file_actions_addclose(&actions, pipeDescriptors[1])
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath ?? "/dev/null", O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for number in [SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT] { sigaddset(&defaults, number) }
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setsigmask(&attributes, &mask)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var child: pid_t = 0
+        let result = posix_spawn(&child, arguments[0], &actions, &attributes, argv, environ)
+        if captureStdout { close(pipeDescriptors[1]) }
+        guard result == 0 else {
+            if captureStdout { close(pipeDescriptors[0]) }
+            throw Failure(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
+        }
+        pid = child
+        stdoutDescriptor = captureStdout ? pipeDescriptors[0] : -1
+        ChildRegistry.add(child, name)
+    }
+
+    deinit {
+        if exit == nil { _ = stop(timeoutSeconds: 10) }
+        if stdoutDescriptor >= 0 { close(stdoutDescriptor) }
+    }
+
+    /// The next line of stdout, without its newline; nil at EOF; throws after `timeoutSeconds`.
+    func readLine(timeoutSeconds: Double) throws -> String? {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            let left = deadline.timeIntervalSinceNow
+            guard left > 0 else { throw Failure(description: "\(name) printed no line within \(timeoutSeconds) s") }
+            var poller = pollfd(fd: stdoutDescriptor, events: Int16(POLLIN), revents: 0)
+            let ready = Glibc.poll(&poller, 1, Int32(min(left, 1) * 1000))
+            if ready < 0 && errno == EINTR { continue }
+            guard ready > 0 else { continue }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = read(stdoutDescriptor, &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else {
+                if buffer.isEmpty { return nil }
+                let line = String(decoding: buffer, as: UTF8.self)
+                buffer.removeAll()
+                return line
+            }
+            buffer.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    /// A JSON object line (a tool's ready line), skipping lines that are not one.
+    func readJSONLine(timeoutSeconds: Double) throws -> [String: Any] {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while let line = try readLine(timeoutSeconds: max(0.1, deadline.timeIntervalSinceNow)) {
+            if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] {
+                return object
+            }
+        }
+        throw Failure(description: "\(name) exited before printing its ready line")
+    }
+
+    var isRunning: Bool {
+        if exit != nil { return false }
+        _ = poll()
+        return exit == nil
+    }
+
+    /// Reaps the child if it has exited.
+    @discardableResult
+    func poll() -> Exit? {
+        if let exit { return exit }
+        var status: Int32 = 0
+        var usage = rusage()
+        if wait4(pid, &status, WNOHANG, &usage) == pid {
+            exit = Exit(status: status, usage: usage)
+            ChildRegistry.remove(pid)
+        }
+        return exit
+    }
+
+    func signal(_ number: Int32) {
+        if exit == nil { kill(pid, number) }
+    }
+
+    /// Waits up to `timeoutSeconds` for the child to exit.
+    func wait(timeoutSeconds: Double) -> Exit? {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while poll() == nil && Date() < deadline { usleep(5_000) }
+        return exit
+    }
+
+    /// SIGTERM, then SIGKILL after `timeoutSeconds`.
+    @discardableResult
+    func stop(timeoutSeconds: Double = 10) -> Exit? {
+        if let exit { return exit }
+        kill(pid, SIGTERM)
+        if let exit = wait(timeoutSeconds: timeoutSeconds) { return exit }
+        kill(pid, SIGKILL)
+        return wait(timeoutSeconds: 5)
+    }
+}
+
+/// A hack/ tool that prints one JSON ready line with its ports (apiserver.py, fake-node,
+/// receiver.py), with its control API.
+final class ToolProcess: @unchecked Sendable {
+    let child: ChildProcess
+    let ready: [String: Any]
+
+    init(_ arguments: [String], name: String, logPath: String?, readySeconds: Double = 60) throws {
+        child = try ChildProcess(arguments, name: name, captureStdout: true, stderrPath: logPath)
+        do {
+            ready = try child.readJSONLine(timeoutSeconds: readySeconds)
+        } catch {
+            child.stop()
+            let log = logPath.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) } ?? ""
+            throw ChildProcess.Failure(description: "\(name) did not start: \(error)\n\(log.suffix(2000))")
+        }
+    }
+
+    func port(_ key: String) -> Int { ready[key] as? Int ?? 0 }
+
+    /// A control request that must answer 2xx.
+    @discardableResult
+    func control(_ method: String, _ path: String, body: [UInt8]? = nil, portKey: String = "control_port") throws
+        -> PlainHTTP.Response
+    {
+        let response = try PlainHTTP.request(method, port: port(portKey), path: path, body: body)
+        guard (200..<300).contains(response.status) else {
+            throw ChildProcess.Failure(
+                description: "\(child.name) \(method) \(path): \(response.status) \(response.text.prefix(500))")
+        }
+        return response
+    }
+
+    func controlJSON(_ method: String, _ path: String, body: [UInt8]? = nil) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(try control(method, path, body: body).body))
+    }
+
+    func stop() { child.stop() }
+}
+
+// MARK: HTTP
+
+/// A blocking HTTP/1.1 client for loopback control APIs: one connection per request
+/// (`Connection: close`), Content-Length, chunked or read-to-close bodies.
+enum PlainHTTP {
+    struct Response {
+        var status: Int
+        var body: [UInt8]
+        var text: String { String(decoding: body, as: UTF8.self) }
+    }
+
+    static func request(
+        _ method: String, port: Int, path: String, body: [UInt8]? = nil, timeoutSeconds: Int = 60
+    ) throws -> Response {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { throw ChildProcess.Failure(description: "socket: \(errno)") }
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var one: Int32 = 1
+        setsockopt(descriptor, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            throw ChildProcess.Failure(description: "connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
+        }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: */*\r\n"
+        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        head += "\r\n"
+        let outgoing = Array(head.utf8) + (body ?? [])
+        var sent = 0
+        while sent < outgoing.count {
+            let count = outgoing[sent...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { throw ChildProcess.Failure(description: "send to :\(port): \(errno)") }
+            sent += count
+        }
+
+        var incoming: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var headerEnd: Int?
+        var contentLength: Int?
+        var chunked = false
+        var status = 0
+        while true {
+            if headerEnd == nil, let end = find([13, 10, 13, 10], in: incoming) {
+                headerEnd = end + 4
+                let lines = String(decoding: incoming[..<end], as: UTF8.self).split(separator: "\r\n")
+                status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+                for line in lines.dropFirst() {
+                    let parts = line.split(separator: ":", maxSplits: 1)
+                    guard parts.count == 2 else { continue }
+                    let name = parts[0].lowercased()
+                    let value = parts[1].trimmingCharacters(in: .whitespaces)
+                    if name == "content-length" { contentLength = Int(value) }
+                    if name == "transfer-encoding" && value.lowercased().contains("chunked") { chunked = true }
+                }
+            }
+            if let headerEnd {
+                let bodyBytes = Array(incoming[headerEnd...])
+                if let contentLength, bodyBytes.count >= contentLength {
+                    return Response(status: status, body: Array(bodyBytes.prefix(contentLength)))
+                }
+                if chunked, let decoded = decodeChunked(bodyBytes) { return Response(status: status, body: decoded) }
+            }
+            let count = recv(descriptor, &chunk, chunk.count, 0)
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 { throw ChildProcess.Failure(description: "recv from :\(port): \(errno)") }
+            if count == 0 {
+                guard let headerEnd else { throw ChildProcess.Failure(description: ":\(port) closed without a reply") }
+                return Response(status: status, body: Array(incoming[headerEnd...]))
+            }
+            incoming.append(contentsOf: chunk[..<count])
+        }
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+            if Array(haystack[start..<(start + needle.count)]) == needle { return start }
+        }
+        return nil
+    }
+
+    /// The body of a complete chunked encoding; nil while incomplete.
+    private static func decodeChunked(_ bytes: [UInt8]) -> [UInt8]? {
+        var body: [UInt8] = []
+        var index = 0
+        while true {
+            guard let lineEnd = find([13, 10], in: Array(bytes[index...])).map({ $0 + index }) else { return nil }
+            let sizeText = String(decoding: bytes[index..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
+            let start = lineEnd + 2
+            if size == 0 { return body }
+            guard bytes.count >= start + size + 2 else { return nil }
+            body.append(contentsOf: bytes[start..<(start + size)])
+            index = start + size + 2
+        }
+    }
+}
+
+// MARK: Statistics
+
+/// Median, p90 and maximum of `values` (nearest rank), and their count.
+func distribution(_ values: [Double]) -> [String: Any] {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return ["count": 0] }
+    func rank(_ fraction: Double) -> Double {
+        sorted[min(sorted.count - 1, max(0, Int((fraction * Double(sorted.count)).rounded(.up)) - 1))]
+    }
+    return [
+        "count": sorted.count, "median": Measurement.median(sorted), "p90": rank(0.9), "max": sorted.last!,
+        "min": sorted.first!, "mean": sorted.reduce(0, +) / Double(sorted.count),
+    ]
+}
+
+/// The repository's root, from this executable's path (`<root>/<scratch>/<config>/nodeprof-bench`),
+/// else the working directory.
+func repositoryRoot() -> String {
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var directory = executable.deletingLastPathComponent()
+    for _ in 0..<4 {
+        if FileManager.default.fileExists(atPath: directory.appendingPathComponent("Package.swift").path) {
+            return directory.path
+        }
+        directory = directory.deletingLastPathComponent()
+    }
+    return FileManager.default.currentDirectoryPath
+}
