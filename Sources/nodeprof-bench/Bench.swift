@@ -6,5 +6,9 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nodeprof-bench",
         abstract: "Measurements behind BENCHMARKS.md (run by hack/bench).",
-        subcommands: [BPFCost.self, SymbolizeCost.self, OTLPEncodeCost.self, ExportOutage.self])
+        subcommands: [
+            BPFCost.self, SymbolizeCost.self, OTLPEncodeCost.self, ExportOutage.self, KubeCacheCost.self,
+            KubeLatency.self,
+            KubeRequests.self, KubeAgent.self,
+        ])
 }
