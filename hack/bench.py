@@ -33,6 +33,14 @@ OUTAGE = {"outage": 10, "start": 3, "feed": 20, "drain": 40} if QUICK else {"out
 PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
 RECEIVER = os.path.join(ROOT, "hack", "otlp", "receiver.py")
 CHECK = os.path.join(ROOT, "hack", "otlp", "check.py")
+APISERVER = os.path.join(ROOT, "hack", "fake-node", "apiserver.py")
+FAKE_NODE = os.path.join(ROOT, "hack", "fake-node", "fake-node")
+# Sections 6 and 7 (Kubernetes): repeats and lookups of the cache measurement, pods created
+# one at a time for the latency, seconds of the API request count (time scaled down 60x),
+# seconds of the agent on the simulated node (and of perf after it).
+KUBE = ({"cache_repeats": 3, "lookups": 20000, "latency_pods": 15, "requests_seconds": 20, "agent_seconds": 20}
+        if QUICK else
+        {"cache_repeats": 5, "lookups": 100000, "latency_pods": 50, "requests_seconds": 60, "agent_seconds": 60})
 
 # More processes next to the burners while recording the profile for section 4, so it holds
 # several executables and libraries (interpreters, libcrypto, libz) as a real node would.
@@ -125,6 +133,46 @@ def run_held(argv, when_held):
     return out
 
 
+def run_group(argv):
+    """Runs a nodeprof-bench subcommand that starts children of its own (fake API server,
+    fake node, receiver, agent, perf) in a new process group and returns its stdout. Nothing
+    of that group outlives the call: afterwards, and at once on an error or Ctrl-C, the group
+    gets SIGTERM (the subcommand stops its children on it, fake-node removes its cgroups),
+    then SIGKILL after 20 s."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate()
+    finally:
+        end_group(proc)
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed ({proc.returncode}):\n{err}")
+    return out
+
+
+def end_group(proc):
+    """SIGTERM to the process group of proc (started with start_new_session), SIGKILL to
+    whatever is left of it after 20 s; reaps proc. Nothing to do when the group is empty."""
+    pgid = proc.pid
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        proc.poll()  # a zombie leader still counts as a member of its group
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def check_requests(directory):
     """Runs hack/otlp/check.py on every request file in directory: {file: violation count}."""
     files = sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".bin"))
@@ -159,10 +207,12 @@ def machine():
         "perf": perf,
         "llvm": llvm,
         "date": time.strftime("%Y-%m-%d"),
+        "load_at_start": os.getloadavg(),
     }
 
 
 def main():
+    started = time.time()
     work = tempfile.mkdtemp(prefix="nodeprof-bench-")
     results = {"machine": machine(), "quick": QUICK}
     burners = start_burners(work, os.cpu_count() or 2)
@@ -292,10 +342,37 @@ def main():
     results["symbolize"] = s
     results["llvm"] = {"wall": wall, "cpu": user + sys_, "command": " ".join(llvm) + " < addresses.txt",
                        "rss_kib": lrss, "agree": agree, "aliases": aliases, "compared": min(len(mine), len(theirs))}
+    # 6. Kubernetes metadata: the pod cache's memory, how soon a new pod is known, API requests.
+    kube_started = time.time()
+    results["load_before_kubernetes"] = os.getloadavg()
+    cmd = [BENCH, "kube-cache", "--pods", "110", "--repeats", str(KUBE["cache_repeats"]),
+           "--lookups", str(KUBE["lookups"])]
+    results["kube_cache"] = json.loads(run_group(cmd))
+    results["kube_cache"]["command"] = " ".join(cmd)
+    cmd = [BENCH, "kube-latency", "--pods", str(KUBE["latency_pods"]), "--existing", "110", "--python", PYTHON,
+           "--apiserver", APISERVER]
+    results["kube_latency"] = json.loads(run_group(cmd))
+    results["kube_latency"]["command"] = " ".join(cmd)
+    cmd = [BENCH, "kube-requests", "--seconds", str(KUBE["requests_seconds"]), "--time-scale", "60", "--pods", "110",
+           "--cronjob-period-minutes", "15", "--python", PYTHON, "--apiserver", APISERVER]
+    results["kube_requests"] = json.loads(run_group(cmd))
+    results["kube_requests"]["command"] = " ".join(cmd)
+
+    # 7. The agent on the simulated node, and perf record on the same node after it.
+    results["load_before_agent"] = os.getloadavg()
+    cmd = [BENCH, "kube-agent", "--nodeprof", NODEPROF, "--seconds", str(KUBE["agent_seconds"]), "--frequency", "19",
+           "--export-interval", "10", "--pods", "110", "--burners", "3", "--probes", "3",
+           "--perf-seconds", str(KUBE["agent_seconds"]), "--work-dir", os.path.join(work, "kube-agent"),
+           "--python", PYTHON, "--fake-node", FAKE_NODE, "--receiver", RECEIVER]
+    results["kube_agent"] = json.loads(run_group(cmd))
+    results["kube_agent"]["bench_command"] = " ".join(cmd)
+    results["durations"] = {"total_s": time.time() - started, "kubernetes_s": time.time() - kube_started}
+
     shutil.rmtree(work, ignore_errors=True)
     write_markdown(results)
     for name in ("http", "grpc", "baseline", "http_mmap"):
         results["outage_" + name].pop("timeline", None)  # in the markdown as a few points
+    results["kube_agent"].pop("readings", None)
     print(json.dumps(results, indent=2))
 
 
@@ -336,6 +413,9 @@ def write_markdown(r):
         "this file was being prepared; compare figures within one run, not across runs.",
         "Load for sections 1, 2 and the recording of section 4: one CPU burner per CPU (a C loop with a 22-deep",
         "frame-pointer stack), and for the second BPF row a 40-deep recursion with 512-byte frames.",
+        f"The whole run took {r['durations']['total_s'] / 60:.0f} minutes, sections 6 and 7 "
+        f"{r['durations']['kubernetes_s'] / 60:.1f} of them; load average when it started: "
+        f"{m['load_at_start'][0]:.2f} (1 min), {m['load_at_start'][1]:.2f} (5 min).",
         "",
         "## 1. BPF program cost per sample",
         "",
@@ -390,6 +470,8 @@ def write_markdown(r):
     ]
     lines += encoding_section(r["encode_recording"], r["encode_synthetic"], m)
     lines += outage_section(r["outage_http"], r["outage_grpc"], r["outage_baseline"], r["outage_http_mmap"])
+    lines += kubernetes_section(r["kube_cache"], r["kube_latency"], r["kube_requests"], r["load_before_kubernetes"])
+    lines += agent_node_section(r["kube_agent"], r["load_before_agent"])
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write("\n".join(lines))
 
@@ -615,6 +697,239 @@ def outage_section(h, g, base, hm):
         "",
         f"Commands: `{show(h['command'])}`; the same with `--transport grpc`, with `--outage-seconds 0` (baseline),",
         "and with `MALLOC_MMAP_THRESHOLD_=131072` in the environment.",
+        "",
+    ]
+
+
+def met(ok):
+    return "met" if ok else "**missed**"
+
+
+def ms(x):
+    return f"{x:.2f} ms" if x < 10 else f"{x:.1f} ms"
+
+
+def load_note(load):
+    return (f"Load average before this section: {load[0]:.2f} (1 min), {load[1]:.2f} (5 min); nothing of this run "
+            "was running then.")
+
+
+def kubernetes_section(c, lat, req, load):
+    """Section 6: the pod cache's memory, event latency and API requests."""
+    h = c["holders"]
+    pods = c["pods"]
+    target = c["target_bytes_per_pod"]
+
+    def holder(name, key, bold=False):
+        x = h[key]
+        per = x["bytes_per_pod"] / 1024
+        cell = f"**{per:.2f} KiB**" if bold else f"{per:.2f} KiB"
+        return f"| {name} | {kib(x['bytes_median'])} | {cell} |"
+
+    j = c["json"]
+    a = c["annotations_per_pod"]
+    w = c["workloads"]
+    default = h["cache_default"]["bytes_per_pod"]
+    configured = h["cache_configured"]["bytes_per_pod"]
+    keys = c["configured_keys"]
+    lookup = c["lookup"]
+
+    def latency_row(name, x):
+        d = x["from_send_ms"]
+        return (f"| {name} | {d['count']} | **{ms(d['median'])}** | {ms(d['p90'])} | {ms(d['max'])} "
+                f"| {x['before_control_reply']} of {d['count']} | {ms(x['control_round_trip_ms']['median'])} |")
+
+    ours, peer = lat["pod_cache"], lat["python_raw_watch"]
+    q = req
+    mq, f, cg, lw = q["measured"], q["formula"], q["client_go"], q["list_watch"]
+    hours = q["represents_hours"]
+    per_hour = lambda n: n / hours
+    steady = per_hour(mq["watches"]) + per_hour(mq["job_gets"] - q["initial_cronjob_pods"])
+    steady_formula = f["watches_per_hour"] + f["job_gets_per_hour"]
+    return [
+        "## 6. Kubernetes metadata: pod cache memory, event latency, API requests",
+        "",
+        f"The pods: {pods} of one node, generated deterministically (`KubePodFixtures` in `Sources/nodeprof-bench`)",
+        f"as a busy worker has them: {w.get('Deployment', 0)} Deployment pods (about 40% with an Istio sidecar and its init",
+        f"container), {w.get('StatefulSet', 0)} StatefulSet, {w.get('DaemonSet', 0)} DaemonSet (kube-proxy, a CNI agent with three init",
+        f"containers, a CSI node plugin with three containers, ...) and {w.get('CronJob', 0)} CronJob-run pods; {c['containers']} containers",
+        f"and {c['init_containers']} init containers with ids and image digests; {c['labels_per_pod_mean']:.1f} labels per pod on average",
+        "(`app.kubernetes.io/{name,instance,version,component,part-of,managed-by}`, `helm.sh/chart`, `team`,",
+        f"`pod-template-hash`, ...), {a['min']} to {a['max']} annotations (mean {a['mean']:.1f}) among them a",
+        f"`kubectl.kubernetes.io/last-applied-configuration` of {c['last_applied_bytes_mean'] / 1024:.1f} KiB on average and `prometheus.io/*`;",
+        "full specs (env, probes, resources, volumes), Running statuses, ownerReferences and managedFields.",
+        f"As JSON: {j['item_bytes_mean'] / 1024:.1f} KiB per pod on average ({j['item_bytes_min'] / 1024:.1f} to "
+        f"{j['item_bytes_max'] / 1024:.1f} KiB), {100 * j['managed_fields_share']:.0f}% of it managedFields;",
+        f"the LIST reply is {j['list_bytes'] / 1048576:.2f} MiB and decodes in {c['decode_list_ms']:.1f} ms.",
+        load_note(load),
+        "",
+        "### Pod cache memory",
+        "",
+        "Heap growth (glibc `mallinfo2`: `uordblks + hblkhd`) from before decoding the LIST reply to after the",
+        "holder is built, the reply's bytes and the decoded array released: the holder's own cost, malloc",
+        f"headers and rounding included. Decoding is the client's: `JSONDecoder` into `Pod`. Median of {c['repeats']}",
+        "measurements after one unmeasured round.",
+        "",
+        f"| holder of the {pods} pods | heap | per pod |",
+        "|---|---|---|",
+        holder("`PodCache`, the agent's defaults (no `--pod-label` / `--pod-annotation`)", "cache_default", True),
+        holder("`PodCache` with labels " + ", ".join(f"`{k}`" for k in keys["labels"]) + " and annotations "
+               + ", ".join(f"`{k}`" for k in keys["annotations"]) + " configured", "cache_configured", True),
+        holder("decoded `Pod` values by uid (what a cache of decoded objects would keep)", "decoded_pods"),
+        holder("each object's JSON as the API server sent it (managedFields included)", "raw_json"),
+        "",
+        f"Target: at most {target // 1024} KiB per pod: {met(max(default, configured) <= target)} "
+        f"({default / 1024:.2f} KiB with the defaults, {configured / 1024:.2f} KiB configured).",
+        "The cache keeps per pod its uid, name, namespace, start time, controller, the labels the",
+        "attribute rules read (`app.kubernetes.io/{instance,name,version}`, `pod-template-hash`) and the",
+        "configured ones, configured and `resource.opentelemetry.io/*` annotations, and per container its",
+        "name, id, image and image id; the rest of the object is dropped when it is decoded.",
+        "",
+        f"Lookup: `attributes(containerID:podUID:)` from outside the actor, as the attribution service asks,",
+        f"for each of the node's containers in turn: **{lookup['ns_median'] / 1000:.2f} us** per lookup (median of {c['repeats']}",
+        f"runs of {lookup['lookups_per_repeat']:,}), answering {lookup['attributes_per_answer_mean']:.0f} attributes, which are built at each lookup",
+        f"(the agent looks up once per process per export window). For scale, an empty call into the actor: {lookup['actor_call_ns_median']:.0f} ns.",
+        "",
+        f"Command: `{show(c['command'])}`.",
+        "",
+        "### From a new pod to its attributes",
+        "",
+        f"`hack/fake-node/apiserver.py` holds the node's {lat['existing']} pods; a `ListWatch<Pod>` (the agent's",
+        "defaults: list, then watch with bookmarks) feeds a `PodCache` in the bench process, every event",
+        "applied as `PodWatchService` applies it. Pods are then created one at a time through the server's",
+        f"control API (`POST /objects`, Running, with container ids; {lat['event_object_bytes_mean'] / 1024:.1f} KiB objects, {lat['gap_ms']} ms apart);",
+        "for each, the time from sending the create to `attributes(containerID:)` answering for its first",
+        "container. The clock starts before the request is sent because the server queues the watch event",
+        "while it stores the object, before it writes the control reply: the event often arrives first",
+        "(column \"before the reply\"). That round trip, the Python server's own handling of the create, is",
+        "part of every figure; it is shown on its own.",
+        "",
+        "Peer, same server and pods, run after ours: a raw watch read by a few lines of Python",
+        "(`http.client` on the chunked stream, `json.loads` of each line, nothing else; the script is",
+        "`KubeLatency.pythonWatcher`), timed from the same start to the line parsed. It is the floor for",
+        "any client of this server, not a Kubernetes client.",
+        "",
+        "| watcher | pods | median | p90 | max | before the reply | control round trip (median) |",
+        "|---|---|---|---|---|---|---|",
+        latency_row("`ListWatch<Pod>` + `PodCache` (the agent's path)", ours),
+        latency_row("Python raw watch (`http.client` + `json.loads`)", peer),
+        "",
+        f"The first LIST of the {lat['existing']} pods took {lat['list_ms']:.0f} ms to land in the cache. In the agent a window waits",
+        "up to `--attribution-grace` (2 s) for a container the cache does not know yet, and the pod's",
+        "attributes reach the collector with the window's export: see section 7 for the end to end time.",
+        "",
+        f"Command: `{show(lat['command'])}`.",
+        "",
+        "### API requests at steady state",
+        "",
+        f"The agent's `PodWatchService` (list/watch of `spec.nodeName=<node>`, bookmarks, a `PodCache` whose Job",
+        "lookups make the agent's GET) against `apiserver.py` holding the node's pods, of which",
+        f"{q['initial_cronjob_pods']} are CronJob runs. An hour is too long for this script, so time is scaled down "
+        f"{q['time_scale']:.0f}x: the watch",
+        f"timeouts, drawn from the agent's {q['watch_timeout_s']['agent'][0]}...{q['watch_timeout_s']['agent'][1]} s, are drawn from "
+        f"{q['watch_timeout_s']['scaled'][0]}...{q['watch_timeout_s']['scaled'][1]} s, bookmarks come every "
+        f"{q['bookmark_interval_s']:g} s instead",
+        f"of about a minute, and a CronJob of the node that runs every {q['cronjob_period_minutes']:g} minutes runs every "
+        f"{q['cronjob_period_minutes'] * 60 / q['time_scale']:g} s (each",
+        "run adds a Job and its pod and removes the previous run's pod). "
+        f"{q['seconds']:.0f} s measured stand for {hours:.2f} h. Counted",
+        "from the server's request log (`GET /requests`).",
+        "",
+        f"| requests | measured ({q['seconds']:.0f} s at 1/{q['time_scale']:.0f}) | per hour, measured | per hour, formula | client-go informer (per informer) |",
+        "|---|---|---|---|---|",
+        f"| LIST pages at start | {mq['list_pages']} | - | {f['list_pages_at_start']} (ceil({q['pods']} / 500 per page)) | 1 (or more pages) |",
+        f"| Job GETs at start | {q['initial_cronjob_pods']} | - | {f['job_gets_at_start']} (one per Job of a CronJob pod) | none: an informer would list and watch Jobs |",
+        f"| WATCH | {mq['watches']} | **{per_hour(mq['watches']):.1f}** | {f['watches_per_hour']:.0f} (3600 / mean timeout {f['mean_watch_timeout_s']:.0f} s) | {cg['watches_per_hour']:.0f} (3600 / mean {cg['mean_watch_timeout_s']} s) |",
+        f"| Job GETs after start | {mq['job_gets'] - q['initial_cronjob_pods']} | **{per_hour(mq['job_gets'] - q['initial_cronjob_pods']):.1f}** | {f['job_gets_per_hour']:.0f} (one per new Job: 60 / {q['cronjob_period_minutes']:g} min) | - |",
+        f"| **steady state, all** | | **{steady:.1f}** | {steady_formula:.0f} | {cg['watches_per_hour']:.0f} per informer |",
+        "",
+        f"Other requests: {mq['other']}; re-lists: {lw['relists']}; bookmarks received: {lw['bookmarks']}; watch restarts: "
+        f"{lw['restarts_total']} ({lw['restarts_closed']} ended by their timeout).",
+        "A LIST happens again only after a 410 (the resume point fell out of the server's history), which",
+        "bookmarks make rare; it costs one request per 500 pods. Scaling inflates the",
+        f"gaps between watches: measured mean {q['watch_lifetime_s']['mean']:.0f} s (scaled back), against the {f['mean_watch_timeout_s']:.0f} s mean timeout,",
+        "because the fake server checks a watch's deadline every 0.1 s and the reconnection takes the same",
+        f"milliseconds whatever the scale; both count {q['time_scale']:.0f} times over here, so the measured rate is slightly low.",
+        "client-go: `Reflector` watches with `timeoutSeconds` = `minWatchTimeout` (5 min) x (1 + rand[0,1)),",
+        "so 5 to 10 minutes, mean 7.5 (k8s.io/client-go/tools/cache/reflector.go); a resync replays the",
+        "informer's cache to its handlers without calling the API; one informer per resource.",
+        "",
+        f"Command: `{show(q['command'])}`.",
+        "",
+    ]
+
+
+def agent_node_section(k, load):
+    """Section 7: nodeprof agent on the simulated node, perf record after it."""
+    a, n, mt, rc, p = k["agent"], k["node"], k["metrics"], k["receiver"], k["perf"]
+    run_cpu = 100 * a["run_cpu_s"] / a["run_s"]
+    perf_cpu = 100 * (p["user_s"] + p["sys_s"]) / p["wall_s"] if p else 0
+    mib = lambda kib_: kib_ / 1024.0
+    g = lambda key: int(mt.get(key, 0))
+    to_pod, to_container, to_node = (g('nodeprof_samples_attributed_total{to="%s"}' % t)
+                                     for t in ("pod", "container", "node"))
+
+    def probe_row(x):
+        return (f"| {x['name']} | {x['created_after_ready_s']:.1f} s | {x['first_sample_after_s']:.2f} s "
+                f"| **{x['exported_after_s']:.2f} s** | {x['process_exported_after_s']:.2f} s "
+                f"| {x['process_windows_without_pod']} |")
+
+    rows = [
+        f"| nodeprof agent ({k['frequency']} Hz, export every {k['export_interval_s']} s, pods watched) | {a['run_s']:.1f} s | "
+        f"{a['run_user_s']:.2f} s | {a['run_sys_s']:.2f} s | **{run_cpu:.2f}%** | {mib(a['peak_rss_kib']):.1f} MiB | "
+        f"{rc['requests']} OTLP requests |",
+    ]
+    if p:
+        rows.append(
+            f"| perf record -F {k['frequency']} -a -g | {p['wall_s']:.1f} s | {p['user_s']:.2f} s | {p['sys_s']:.2f} s | "
+            f"**{perf_cpu:.2f}%** | {mib(p['max_rss_kib']):.1f} MiB | {p['bytes'] / 1024:.0f} KiB perf.data |")
+    probes = k["probes"]
+    return [
+        "## 7. The agent on the simulated node",
+        "",
+        f"`hack/fake-node/fake-node`: {n['pods_at_start']} pods of the section 6 kind (same generator) in kubelet-shaped cgroup v2",
+        f"directories (systemd driver, containerd), {n['container_processes_at_start']} container processes: `sleep infinity`, except {n['burners']} that",
+        f"burn CPU (`/bin/sh -c 'while :; do :; done'`), so both CPUs are busy; creating them took {n['creation_s']:.0f} s.",
+        f"`nodeprof agent` watches the node's pods through the fake API server and exports to `hack/otlp/receiver.py`",
+        f"over HTTP. It ran {a['run_s']:.0f} s after it was ready; {n['probes']} more pods (burning CPU) were created during the",
+        f"run (at different points of an export window), so the node had {n['pods_at_end']} at the end. CPU is utime + stime over wall time from `/proc/PID/stat`, from",
+        "ready to the end of the run; peak RSS is VmHWM. perf record ran right after on the same node (same",
+        "pods and load, agent stopped); its CPU and peak RSS come from wait4.",
+        load_note(load),
+        "",
+        "| tool | wall | user | sys | CPU (% of one core) | peak RSS | output |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Start-up: ready (`/readyz`: sampling and the first pod list) {a['ready_s']:.2f} s after exec, having used "
+        f"{a['startup_cpu_s']:.2f} s of CPU.",
+        f"Shutdown: SIGTERM to exit {a['shutdown_s']:.2f} s (exit code {a['exit_code']}), the last window exported.",
+        f"Over its whole life ({a['total_wall_s']:.0f} s) the agent used {a['total_user_s'] + a['total_sys_s']:.2f} s of CPU "
+        f"({a['total_cpu_percent']:.2f}% of one core).",
+        "",
+        f"From `/metrics` at the end of the run (before the open window's export at shutdown): samples recorded",
+        f"{g('nodeprof_samples_recorded_total'):,}, exported (accepted by the receiver) {g('nodeprof_export_samples_total'):,}; "
+        f"attributed to pods {to_pod:,}, "
+        f"to a container only {to_container:,}, to the node {to_node:,};",
+        f"pods cached {g('nodeprof_pod_cache_pods')} ({g('nodeprof_pod_cache_containers')} containers), "
+        f"watch restarts {g('nodeprof_kubernetes_watch_restarts_total')}, API requests {g('nodeprof_kubernetes_requests_total')}, "
+        f"Job GETs {g('nodeprof_pod_cache_job_lookups_total')}, samples dropped {g('nodeprof_samples_dropped_total')},",
+        f"windows {g('nodeprof_windows_total')} (dropped {g('nodeprof_windows_dropped_total')}). "
+        f"The receiver, after shutdown: {rc['requests']} requests, {rc['ok']} ok, {rc['samples']:,} samples,",
+        f"{rc['pods_seen']} distinct pods on resources, {rc['violations']} conformance violations.",
+        "",
+        f"End to end, per pod created during the run: from sending `POST /node/pods` to the first sample of its",
+        f"process, and to the receiver getting the first export whose resource carries the pod's uid; beside it,",
+        "the first export of the process at all, and how many exported windows had the process without its pod.",
+        f"Exports happen when a {k['export_interval_s']} s window closes, so this is bounded by the interval (plus the",
+        "attribution grace when the pod is not known yet); where in the window a pod starts decides it.",
+        "",
+        "| pod | created after ready | first sample | exported with its pod | process first exported | windows without its pod |",
+        "|---|---|---|---|---|---|",
+        *[probe_row(x) for x in probes],
+        "",
+        f"Commands: `{show(k['command'])}` (started by `{show(k['bench_command'])}`); "
+        + (f"`{show(p['command'])}`." if p else "no perf peer."),
         "",
     ]
 
