@@ -822,8 +822,8 @@ def kubernetes_section(c, lat, req, load):
         "",
         "### API requests at steady state",
         "",
-        f"The agent's `PodWatchService` (list/watch of `spec.nodeName=<node>`, bookmarks, a `PodCache` whose Job",
-        "lookups make the agent's GET) against `apiserver.py` holding the node's pods, of which",
+        f"The agent's `PodWatchService` (list/watch of `spec.nodeName=<node>`, bookmarks, a `PodCache` with the",
+        "agent's Job lookup, `JobOwnersFromAPI`) against `apiserver.py` holding the node's pods, of which",
         f"{q['initial_cronjob_pods']} are CronJob runs. An hour is too long for this script, so time is scaled down "
         f"{q['time_scale']:.0f}x: the watch",
         f"timeouts, drawn from the agent's {q['watch_timeout_s']['agent'][0]}...{q['watch_timeout_s']['agent'][1]} s, are drawn from "

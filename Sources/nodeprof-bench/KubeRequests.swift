@@ -9,7 +9,7 @@ import NodeprofCore
 ///
 /// hack/fake-node/apiserver.py holds the node's pods (three of them CronJob runs, with their
 /// Jobs and CronJobs); the agent's ``PodWatchService`` runs in this process with its
-/// ``PodCache`` and a Job lookup making the agent's GET, for `--seconds`, with time scaled
+/// ``PodCache`` and the agent's Job lookup (``JobOwnersFromAPI``), for `--seconds`, with time scaled
 /// down by `--time-scale`: the watch timeouts (the agent's 240...360 s) and the CronJob's
 /// period are divided by it, so `--seconds 60 --time-scale 60` stands for one hour. A
 /// CronJob of the node runs every `--cronjob-period-minutes` (scaled): each run adds a Job and
@@ -37,24 +37,6 @@ struct KubeRequests: AsyncParsableCommand {
     static let nodeName = "bench-node"
     /// The agent's watch timeout range, seconds (`NodeAgentConfiguration.Kubernetes`).
     static let agentWatchTimeout = 240...360
-
-    /// The agent's Job lookup (`JobOwners` in Sources/Agent is internal): the same GET.
-    struct JobGet: JobOwnerLookup {
-        let client: KubernetesClient
-
-        struct Job: KubernetesObject {
-            var metadata: ObjectMeta
-        }
-
-        func ownerReferences(ofJob name: String, namespace: String) async throws -> [OwnerReference]? {
-            do {
-                let job: Job = try await client.get(path: "/apis/batch/v1/namespaces/\(namespace)/jobs/\(name)")
-                return job.metadata.ownerReferences ?? []
-            } catch let error as KubernetesAPIError where error.status == 404 {
-                return nil
-            }
-        }
-    }
 
     func validate() throws {
         guard seconds > 0, timeScale >= 1, pods >= 6, cronjobPeriodMinutes > 0 else {
@@ -128,7 +110,8 @@ struct KubeRequests: AsyncParsableCommand {
         let client = try KubernetesClient(
             configuration: KubernetesClientConfiguration(server: "http://127.0.0.1:\(apiPort)"), logger: logger)
         let cache = PodCache(
-            configuration: PodAttributeConfiguration(nodeName: Self.nodeName), jobLookup: JobGet(client: client),
+            configuration: PodAttributeConfiguration(nodeName: Self.nodeName),
+            jobLookup: JobOwnersFromAPI(client: client),
             logger: logger)
         let scaled =
             Int(
