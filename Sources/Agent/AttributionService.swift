@@ -50,6 +50,10 @@ public final class AttributionService: Service, Sendable {
                 "\(result.remainingRequests) export requests (\(result.remainingSamples) samples) were not sent before shutdown; is the collector reachable?"
             )
         }
+        // Finish only when the group asks: it shuts services down one at a time, in reverse
+        // order, and a service that ends before its turn fails the whole shutdown. (The
+        // stream ends as soon as sampling stops, which is the turn before this one.)
+        try? await gracefulShutdown()
     }
 
 }

@@ -99,7 +99,8 @@ public final class NodeAgent: Sendable {
             let kubernetesClient = try KubernetesClient(configuration: kubernetes.client, logger: logger)
             client = kubernetesClient
             let cache = PodCache(
-                configuration: kubernetes.attributes, jobLookup: JobOwnersFromAPI(client: kubernetesClient), logger: logger)
+                configuration: kubernetes.attributes, jobLookup: JobOwnersFromAPI(client: kubernetesClient),
+                logger: logger)
             podCache = cache
             podWatch = PodWatchService(
                 client: kubernetesClient, nodeName: kubernetes.attributes.nodeName, cache: cache,
