@@ -413,8 +413,8 @@ def write_markdown(r):
         "this file was being prepared; compare figures within one run, not across runs.",
         "Load for sections 1, 2 and the recording of section 4: one CPU burner per CPU (a C loop with a 22-deep",
         "frame-pointer stack), and for the second BPF row a 40-deep recursion with 512-byte frames.",
-        f"The whole run took {r['durations']['total_s'] / 60:.0f} minutes, sections 6 and 7 "
-        f"{r['durations']['kubernetes_s'] / 60:.1f} of them; load average when it started: "
+        f"The whole run took {r['durations']['total_s'] / 60:.0f} minutes (sections 6 and 7: "
+        f"{r['durations']['kubernetes_s'] / 60:.1f}); load average when it started: "
         f"{m['load_at_start'][0]:.2f} (1 min), {m['load_at_start'][1]:.2f} (5 min).",
         "",
         "## 1. BPF program cost per sample",
@@ -892,9 +892,10 @@ def agent_node_section(k, load):
         f"burn CPU (`/bin/sh -c 'while :; do :; done'`), so both CPUs are busy; creating them took {n['creation_s']:.0f} s.",
         f"`nodeprof agent` watches the node's pods through the fake API server and exports to `hack/otlp/receiver.py`",
         f"over HTTP. It ran {a['run_s']:.0f} s after it was ready; {n['probes']} more pods (burning CPU) were created during the",
-        f"run (at different points of an export window), so the node had {n['pods_at_end']} at the end. CPU is utime + stime over wall time from `/proc/PID/stat`, from",
-        "ready to the end of the run; peak RSS is VmHWM. perf record ran right after on the same node (same",
-        "pods and load, agent stopped); its CPU and peak RSS come from wait4.",
+        f"run (at different points of an export window), so the node had {n['pods_at_end']} at the end.",
+        "CPU is utime + stime over wall time from `/proc/PID/stat`, from ready to the end of the run; peak",
+        "RSS is VmHWM. perf record ran right after on the same node (same pods and load, agent stopped); its",
+        "CPU and peak RSS come from wait4.",
         load_note(load),
         "",
         "| tool | wall | user | sys | CPU (% of one core) | peak RSS | output |",
