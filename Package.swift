@@ -14,6 +14,8 @@ let package = Package(
     products: [
         .executable(name: "nodeprof", targets: ["nodeprof"]),
         .executable(name: "nodeprof-bench", targets: ["nodeprof-bench"]),
+        // For applications: publish process and thread context (no dependency on the agent).
+        .library(name: "ContextPublisher", targets: ["ContextPublisher"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +58,16 @@ let package = Package(
             linkerSettings: [.linkedLibrary("stdc++")]
         ),
 
+        .target(
+            name: "CProcessContext",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+        ),
+        // The writer library's C part: the TLS variable must be a real ELF TLS symbol.
+        .target(
+            name: "CContextPublisher",
+            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-mtls-dialect=gnu2"])]
+        ),
+
         // MARK: Swift modules (one job each, see docs/architecture.md)
         .target(name: "NodeprofCore", swiftSettings: strictSwift),
         .target(
@@ -66,6 +78,16 @@ let package = Package(
         .target(
             name: "Symbolization",
             dependencies: ["NodeprofCore", "CSymbolization"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "ProcessContext",
+            dependencies: ["NodeprofCore", "Symbolization", "CProcessContext"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "ContextPublisher",
+            dependencies: ["CContextPublisher"],
             swiftSettings: strictSwift
         ),
         .target(
@@ -183,6 +205,16 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             exclude: ["Fixtures"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProcessContextTests",
+            dependencies: ["ProcessContext", "NodeprofCore", "TestSupport"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ContextPublisherTests",
+            dependencies: ["ContextPublisher", "ProcessContext", "NodeprofCore", "TestSupport"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -1,0 +1,1 @@
+#include "otel_context.h"
