@@ -1,2 +1,0 @@
-/// Publish this process's OpenTelemetry context for eBPF profilers. Being written: see issue 4.
-enum ContextPublisherModule {}
