@@ -83,11 +83,14 @@ public struct SymbolizedSample: Sendable, Hashable {
     public var cgroupID: UInt64
     public var timestampNanos: UInt64
     public var frames: [Frame]
+    /// The span the thread was running when sampled, when the process publishes one.
+    public var traceContext: TraceContext?
 
     public init(
         pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
-        timestampNanos: UInt64, frames: [Frame]
+        timestampNanos: UInt64, frames: [Frame], traceContext: TraceContext? = nil
     ) {
+        self.traceContext = traceContext
         self.pid = pid
         self.tid = tid
         self.threadName = threadName

@@ -236,6 +236,28 @@ private struct RequestEncoder {
     private struct SampleKey: Hashable {
         var stack: Int32
         var attributes: [Int32]
+        /// Index in link_table, 0 for none: samples of different spans never merge.
+        var link: Int32
+    }
+
+    private var traceContextIndices: [TraceContext: (link: Int32, attributes: [Int32])] = [:]
+
+    /// The link and sample attributes of a span, made once per distinct context.
+    private mutating func traceContextIndices(_ context: TraceContext) -> (link: Int32, attributes: [Int32]) {
+        if let known = traceContextIndices[context] { return known }
+        var link = OTLPLink()
+        link.traceID = Data(context.traceID)
+        link.spanID = Data(context.spanID)
+        var seen: Set<String> = ["thread.id", "thread.name"]
+        var attributes: [Int32] = []
+        // The record's attributes as the key map names them; a key the agent sets itself
+        // (thread.id, thread.name) keeps the agent's value.
+        for attribute in context.attributes where seen.insert(attribute.key).inserted {
+            attributes.append(dictionary.attribute(attribute.key, OTLPAnyValue(attribute.value)))
+        }
+        let indices = (dictionary.link(link), attributes)
+        traceContextIndices[context] = indices
+        return indices
     }
 
     private mutating func otlpProfile(for group: OTLPBuilder.ProcessGroup) -> OTLPProfile {
@@ -256,9 +278,14 @@ private struct RequestEncoder {
         for sample in group.samples {
             start = min(start, sample.timestampNanos)
             end = max(end, sample.timestampNanos &+ 1)
-            let key = SampleKey(
-                stack: stackIndex(sample.stack),
-                attributes: threadAttributes(tid: sample.tid, name: sample.threadName))
+            var attributes = threadAttributes(tid: sample.tid, name: sample.threadName)
+            var link: Int32 = 0
+            if let context = sample.traceContext {
+                let indices = traceContextIndices(context)
+                link = indices.link
+                attributes += indices.attributes
+            }
+            let key = SampleKey(stack: stackIndex(sample.stack), attributes: attributes, link: link)
             let timestamps = configuration.sampleTimestamps
             if let position = positions[key] {
                 if timestamps {
@@ -271,6 +298,7 @@ private struct RequestEncoder {
                 var otlpSample = OTLPSample()
                 otlpSample.stackIndex = key.stack
                 otlpSample.attributeIndices = key.attributes
+                otlpSample.linkIndex = key.link
                 if timestamps {
                     otlpSample.timestampsUnixNano = [sample.timestampNanos]
                 } else {

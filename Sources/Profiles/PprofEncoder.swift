@@ -17,6 +17,9 @@ internal import SwiftProtobuf
 ///   frames), one Function per (name, module), one Location per (mapping, address);
 /// - one Sample per distinct (pid, tid, thread, process, stack), values
 ///   `[count, count * period]`, labels `pid`, `tid`, `thread` and `process` (when known);
+///   a sample taken inside a span (thread context) also gets `trace_id` and `span_id` (lower
+///   hex) and the span's string attributes as labels, and samples of different spans stay
+///   apart;
 /// - the profile's comments and drop counts as comments.
 ///
 /// Unsymbolized frames become Locations without Line entries that keep their address and
@@ -111,6 +114,8 @@ enum PprofSchema {
         static let tid = "tid"
         static let thread = "thread"
         static let process = "process"
+        static let traceID = "trace_id"
+        static let spanID = "span_id"
     }
 }
 
@@ -152,7 +157,7 @@ struct PprofBuilder {
         }
         let key = SampleKey(
             pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
-            processName: sample.processName, locationIDs: stack)
+            processName: sample.processName, locationIDs: stack, traceContext: sample.traceContext)
         if let index = sampleIndices[key] {
             samples[index].value[0] &+= 1
             samples[index].value[1] &+= period
@@ -273,6 +278,15 @@ struct PprofBuilder {
         if let process = sample.processName {
             labels.append(stringLabel(processKey, process))
         }
+        if let context = sample.traceContext {
+            labels.append(stringLabel(strings.index(of: PprofSchema.Label.traceID), hexString(context.traceID)))
+            labels.append(stringLabel(strings.index(of: PprofSchema.Label.spanID), hexString(context.spanID)))
+            for attribute in context.attributes {
+                if case .string(let value) = attribute.value {
+                    labels.append(stringLabel(strings.index(of: attribute.key), value))
+                }
+            }
+        }
         return labels
     }
 
@@ -350,4 +364,5 @@ private struct SampleKey: Hashable {
     var threadName: String
     var processName: String?
     var locationIDs: [UInt64]
+    var traceContext: TraceContext?
 }

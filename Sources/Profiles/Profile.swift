@@ -70,15 +70,19 @@ public struct Profile: Sendable {
         StackID(index: store.intern(stack: frames))
     }
 
-    /// Adds one sample whose stack was interned with ``intern(stack:)``.
+    /// Adds one sample whose stack was interned with ``intern(stack:)``; `traceContext` is
+    /// the span its thread was running, when known.
     public mutating func add(
         stack: StackID, pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
-        timestampNanos: UInt64
+        timestampNanos: UInt64, traceContext: TraceContext? = nil
     ) {
         store.add(
             stack: stack.index, pid: pid, tid: tid, threadName: threadName, processName: processName,
-            cgroupID: cgroupID, timestampNanos: timestampNanos)
+            cgroupID: cgroupID, timestampNanos: timestampNanos, traceContext: traceContext)
     }
+
+    /// Number of samples that carry a trace context.
+    public var samplesWithTraceContext: Int { store.records.reduce(0) { $0 + ($1.traceContext >= 0 ? 1 : 0) } }
 
     /// Adds every sample and drop count of `other` (a later window of the same recording):
     /// its stacks are interned once each, so this costs one small record per sample. The
@@ -89,6 +93,7 @@ public struct Profile: Sendable {
         // with their indices translated.
         var stacks: [Int32?] = Array(repeating: nil, count: other.store.stacks.count)
         let strings = other.store.strings.map { store.intern($0) }
+        let contexts = other.store.traceContexts.map { store.intern($0) }
         store.records.reserveCapacity(store.records.count + other.store.records.count)
         for var record in other.store.records {
             if let known = stacks[Int(record.stack)] {
@@ -100,6 +105,7 @@ public struct Profile: Sendable {
             }
             record.threadName = strings[Int(record.threadName)]
             if record.processName >= 0 { record.processName = strings[Int(record.processName)] }
+            if record.traceContext >= 0 { record.traceContext = contexts[Int(record.traceContext)] }
             store.records.append(record)
         }
         for drop in other.drops { recordDrops(drop.count, reason: drop.reason) }
@@ -140,6 +146,7 @@ extension Profile {
         var stack: Int
         var threadName: String
         var processName: String?
+        var traceContext: TraceContext?
     }
 
     /// The distinct stacks, indexed by ``StoredSample/stack``.
@@ -152,7 +159,8 @@ extension Profile {
                 StoredSample(
                     timestampNanos: record.timestampNanos, cgroupID: record.cgroupID, pid: record.pid, tid: record.tid,
                     stack: Int(record.stack), threadName: store.strings[Int(record.threadName)],
-                    processName: record.processName < 0 ? nil : store.strings[Int(record.processName)]))
+                    processName: record.processName < 0 ? nil : store.strings[Int(record.processName)],
+                    traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)]))
         }
     }
 }
@@ -182,7 +190,8 @@ extension Profile {
                 pid: record.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
                 processName: record.processName < 0 ? nil : store.strings[Int(record.processName)],
                 cgroupID: record.cgroupID, timestampNanos: record.timestampNanos,
-                frames: store.stacks[Int(record.stack)])
+                frames: store.stacks[Int(record.stack)],
+                traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)])
         }
     }
 }
@@ -198,6 +207,7 @@ private struct SampleStore: Sendable {
         var stack: Int32
         var threadName: Int32
         var processName: Int32  // -1: unknown
+        var traceContext: Int32  // -1: none
     }
 
     var records: [Record] = []
@@ -205,21 +215,34 @@ private struct SampleStore: Sendable {
     var stackIndex: [[Frame]: Int32] = [:]
     var strings: [String] = []
     var stringIndex: [String: Int32] = [:]
+    /// Distinct trace contexts: a span's samples share one.
+    var traceContexts: [TraceContext] = []
+    var traceContextIndex: [TraceContext: Int32] = [:]
 
     mutating func add(_ sample: SymbolizedSample) {
         add(
             stack: intern(stack: sample.frames), pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
-            processName: sample.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos)
+            processName: sample.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos,
+            traceContext: sample.traceContext)
     }
 
     mutating func add(
         stack: Int32, pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
-        timestampNanos: UInt64
+        timestampNanos: UInt64, traceContext: TraceContext?
     ) {
         records.append(
             Record(
                 timestampNanos: timestampNanos, cgroupID: cgroupID, pid: pid, tid: tid, stack: stack,
-                threadName: intern(threadName), processName: processName.map { intern($0) } ?? -1))
+                threadName: intern(threadName), processName: processName.map { intern($0) } ?? -1,
+                traceContext: traceContext.map { intern($0) } ?? -1))
+    }
+
+    mutating func intern(_ context: TraceContext) -> Int32 {
+        if let index = traceContextIndex[context] { return index }
+        let index = Int32(traceContexts.count)
+        traceContexts.append(context)
+        traceContextIndex[context] = index
+        return index
     }
 
     mutating func intern(stack: [Frame]) -> Int32 {
