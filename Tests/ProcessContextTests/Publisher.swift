@@ -1,0 +1,245 @@
+import Foundation
+import Glibc
+import TestSupport
+
+/// A tiny protobuf encoder for test payloads (the decoder under test is the only reader).
+enum Proto {
+    static func varint(_ value: UInt64) -> [UInt8] {
+        var value = value
+        var out: [UInt8] = []
+        while value >= 0x80 {
+            out.append(UInt8(value & 0x7f) | 0x80)
+            value >>= 7
+        }
+        out.append(UInt8(value))
+        return out
+    }
+    static func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] {
+        varint(UInt64(number << 3 | 2)) + varint(UInt64(bytes.count)) + bytes
+    }
+    static func string(_ value: String) -> [UInt8] { field(1, Array(value.utf8)) }
+    static func array(_ values: [[UInt8]]) -> [UInt8] { field(5, values.flatMap { field(1, $0) }) }
+    static func keyValue(_ key: String, _ anyValue: [UInt8]) -> [UInt8] {
+        field(1, Array(key.utf8)) + field(2, anyValue)
+    }
+    /// ProcessContext { resource { attributes }, attributes }.
+    static func context(resource: [[UInt8]], attributes: [[UInt8]]) -> [UInt8] {
+        field(1, resource.flatMap { field(1, $0) }) + attributes.flatMap { field(2, $0) }
+    }
+
+    /// The payload of the brief: checkout 1.4.2 in prod, with thread-context reference data.
+    static func checkout(name: String = "checkout", version: String = "1.4.2") -> [UInt8] {
+        context(
+            resource: [keyValue("service.name", string(name)), keyValue("service.version", string(version))],
+            attributes: [
+                keyValue("deployment.environment.name", string("prod")),
+                keyValue("threadlocal.schema_version", string("tlsdesc_v1_dev")),
+                keyValue("threadlocal.attribute_key_map", array([string("http.route"), string("user.tier")])),
+            ])
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+}
+
+/// C program publishing a process context by hand per the writer protocol. Modes (argv[1]):
+/// valid HEX [HEX2]: publish HEX; on SIGUSR1 republish HEX2 (timestamp 0, swap, new timestamp);
+/// badsig, version99, size0, size4g, badptr, stuck0, small: hostile headers;
+/// writer HEX HEX2 (same length): a thread rewrites the payload in place continuously;
+/// fork N HEX: N children each publish HEX and print `pid=<pid>`.
+let publisherSource = #"""
+    #define _GNU_SOURCE
+    #include <pthread.h>
+    #include <signal.h>
+    #include <stdint.h>
+    #include <stdio.h>
+    #include <stdlib.h>
+    #include <string.h>
+    #include <sys/mman.h>
+    #include <sys/prctl.h>
+    #include <time.h>
+    #include <unistd.h>
+
+    struct header {
+        char signature[8];
+        uint32_t version;
+        uint32_t payload_size;
+        volatile uint64_t published_at;
+        uint64_t payload;
+    } __attribute__((packed));
+
+    static struct header *hdr;
+    static volatile sig_atomic_t republish;
+
+    static uint64_t now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_BOOTTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    }
+
+    static uint8_t *unhex(const char *text, uint32_t *size) {
+        size_t n = strlen(text) / 2;
+        uint8_t *out = malloc(n ? n : 1);
+        for (size_t i = 0; i < n; i++) sscanf(text + 2 * i, "%2hhx", &out[i]);
+        *size = (uint32_t)n;
+        return out;
+    }
+
+    static struct header *create_mapping(size_t file_size) {
+        int fd = memfd_create("OTEL_CTX", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0) { perror("memfd_create"); exit(2); }
+        if (ftruncate(fd, (off_t)file_size) != 0) { perror("ftruncate"); exit(2); }
+        void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) { perror("mmap"); exit(2); }
+        close(fd);
+        return p;
+    }
+
+    static void publish(uint32_t version, const uint8_t *payload, uint32_t size, uint64_t ts) {
+        hdr = create_mapping(4096);
+        memcpy(hdr->signature, "OTEL_CTX", 8);
+        hdr->version = version;
+        hdr->payload_size = size;
+        hdr->payload = (uint64_t)(uintptr_t)payload;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        hdr->published_at = ts;
+        prctl(0x53564d41, 0, (unsigned long)hdr, 4096, "OTEL_CTX");
+    }
+
+    static void on_usr1(int sig) { (void)sig; republish = 1; }
+
+    static uint8_t *variant_a, *variant_b, *live;
+    static uint32_t variant_size;
+
+    static void *rewriter(void *arg) {
+        (void)arg;
+        for (uint64_t i = 0;; i++) {
+            hdr->published_at = 0;
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            const uint8_t *src = (i & 1) ? variant_b : variant_a;
+            for (uint32_t j = 0; j < variant_size; j++) ((volatile uint8_t *)live)[j] = src[j];
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);
+            hdr->published_at = now_ns() + i + 1;
+        }
+        return NULL;
+    }
+
+    int main(int argc, char **argv) {
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        const char *mode = argc > 1 ? argv[1] : "valid";
+        uint32_t size = 0;
+        uint8_t *payload = unhex(argc > 2 ? argv[2] : "0a00", &size);
+        if (!strcmp(mode, "valid")) {
+            signal(SIGUSR1, on_usr1);
+            publish(2, payload, size, now_ns());
+        } else if (!strcmp(mode, "badsig")) {
+            publish(2, payload, size, now_ns());
+            memcpy(hdr->signature, "OTEL_CTY", 8);
+        } else if (!strcmp(mode, "version99")) {
+            publish(99, payload, size, now_ns());
+        } else if (!strcmp(mode, "size0")) {
+            publish(2, payload, 0, now_ns());
+        } else if (!strcmp(mode, "size4g")) {
+            publish(2, payload, 0xFFFFFFFFu, now_ns());
+        } else if (!strcmp(mode, "badptr")) {
+            void *hole = mmap(NULL, 65536, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            munmap(hole, 65536);
+            publish(2, hole, size, now_ns());
+        } else if (!strcmp(mode, "stuck0")) {
+            publish(2, payload, size, 0);
+        } else if (!strcmp(mode, "small")) {
+            hdr = create_mapping(0); /* 4096 bytes mapped over an empty file: nothing readable */
+        } else if (!strcmp(mode, "writer")) {
+            uint32_t size_b = 0;
+            variant_a = payload;
+            variant_b = unhex(argv[3], &size_b);
+            variant_size = size < size_b ? size : size_b;
+            live = malloc(variant_size);
+            memcpy(live, variant_a, variant_size);
+            publish(2, live, variant_size, now_ns());
+            pthread_t thread;
+            pthread_create(&thread, NULL, rewriter, NULL);
+        } else if (!strcmp(mode, "fork")) {
+            int n = atoi(argv[2]);
+            payload = unhex(argv[3], &size);
+            for (int i = 0; i < n; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                    prctl(PR_SET_PDEATHSIG, SIGKILL);
+                    publish(2, payload, size, now_ns());
+                    for (;;) pause();
+                }
+                if (pid < 0) { perror("fork"); return 3; }
+                printf("pid=%d\n", pid);
+            }
+        }
+        printf("ready\n");
+        for (;;) {
+            pause();
+            if (republish) {
+                republish = 0;
+                uint32_t size2 = 0;
+                uint8_t *payload2 = unhex(argc > 3 ? argv[3] : "", &size2);
+                hdr->published_at = 0;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                hdr->payload = (uint64_t)(uintptr_t)payload2;
+                hdr->payload_size = size2;
+                __atomic_thread_fence(__ATOMIC_SEQ_CST);
+                hdr->published_at = now_ns();
+                printf("ready\n");
+            }
+        }
+    }
+    """#
+
+/// The compiled publisher, built once per test process.
+let publisherExecutable: Result<String, any Error> = Result {
+    let directory = try TemporaryDirectory(prefix: "nodeprof-ctx")
+    // Kept for the test process's lifetime: the executable lives in it.
+    retainedDirectories.append(directory)
+    return try compileC(publisherSource, in: directory, name: "publisher", flags: ["-O1", "-pthread"])
+}
+nonisolated(unsafe) private var retainedDirectories: [TemporaryDirectory] = []
+
+/// A running publisher: started, read until `ready`, killed with SIGKILL on release
+/// (processes started from Swift Testing inherit a blocked SIGTERM).
+final class Publisher {
+    let process = Process()
+    private let output = Pipe()
+    private var buffered = Data()
+    private(set) var childPids: [Int32] = []
+
+    init(_ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: try publisherExecutable.get())
+        process.arguments = arguments
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+        try waitUntilReady()
+    }
+
+    var pid: Int32 { process.processIdentifier }
+
+    func waitUntilReady() throws {
+        while true {
+            while let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffered[buffered.startIndex..<newline], as: UTF8.self)
+                buffered = Data(buffered[(newline + 1)...])
+                if line == "ready" { return }
+                if line.hasPrefix("pid="), let child = Int32(line.dropFirst(4)) { childPids.append(child) }
+            }
+            let chunk = output.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { throw FixtureError("publisher exited early") }
+            buffered.append(chunk)
+        }
+    }
+
+    func signal(_ number: Int32) { Glibc.kill(pid, number) }
+
+    func kill() {
+        guard process.isRunning else { return }
+        Glibc.kill(pid, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit { kill() }
+}
