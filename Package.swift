@@ -146,6 +146,7 @@ let package = Package(
             name: "nodeprof",
             dependencies: [
                 "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
+                "ProcessContext",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -13,7 +13,7 @@ struct Nodeprof: AsyncParsableCommand {
             Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF (5.10 or later).
             """,
         version: NodeprofVersion.string,
-        subcommands: [Record.self, AgentCommand.self, ConvertCommand.self, Version.self],
+        subcommands: [Record.self, AgentCommand.self, ContextCommand.self, ConvertCommand.self, Version.self],
         defaultSubcommand: nil
     )
 }
