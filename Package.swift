@@ -232,7 +232,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SamplingTests",
-            dependencies: ["Sampling", "Agent", "Symbolization", "Profiles", "NodeprofCore", "TestSupport"],
+            dependencies: [
+                "Sampling", "Agent", "Symbolization", "Profiles", "NodeprofCore", "TestSupport", "ProcessContext",
+            ],
             swiftSettings: strictSwift
         ),
     ]

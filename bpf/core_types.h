@@ -10,8 +10,23 @@
 
 #define NODEPROF_PF_KTHREAD 0x00200000 /* include/linux/sched.h: I am a kernel thread */
 
+#if defined(__TARGET_ARCH_x86)
+/* x86_64: the FS base (the thread pointer) as saved in the task. */
+struct thread_struct___nodeprof {
+	unsigned long fsbase;
+} __attribute__((preserve_access_index));
+#elif defined(__TARGET_ARCH_arm64)
+struct thread_uw___nodeprof {
+	unsigned long tp_value;
+} __attribute__((preserve_access_index));
+struct thread_struct___nodeprof {
+	struct thread_uw___nodeprof uw;
+} __attribute__((preserve_access_index));
+#endif
+
 struct task_struct___nodeprof {
 	unsigned int flags;
+	struct thread_struct___nodeprof thread;
 } __attribute__((preserve_access_index));
 
 #endif

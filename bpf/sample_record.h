@@ -13,7 +13,13 @@
 #define NODEPROF_MAX_STACK_DEPTH 127
 
 /* Bump when struct nodeprof_sample changes shape; user space refuses other versions. */
-#define NODEPROF_RECORD_VERSION 1
+#define NODEPROF_RECORD_VERSION 2
+
+/* OTEP 4947 thread context record: a 28-byte header, then at most 612 bytes of attributes
+ * (the record stays within 640 bytes). */
+#define NODEPROF_THREAD_CTX_HEADER 28
+#define NODEPROF_THREAD_CTX_MAX_ATTRS 612
+#define NODEPROF_THREAD_CTX_MAX (NODEPROF_THREAD_CTX_HEADER + NODEPROF_THREAD_CTX_MAX_ATTRS)
 
 /* nodeprof_sample.flags */
 #define NODEPROF_FLAG_KSTACK_FAILED 0x1u    /* bpf_get_stack for the kernel stack returned < 0 */
@@ -24,7 +30,8 @@
 
 /* One sample. The BPF program builds it in a per-CPU scratch slot and writes only the used
  * part into the ring buffer: the header up to `frames`, then kernel_stack_len kernel
- * frames followed by user_stack_len user frames, each stack leaf first. */
+ * frames followed by user_stack_len user frames, each stack leaf first, then
+ * thread_ctx_len bytes of the thread's span record (OTEP 4947) when it had a valid one. */
 struct nodeprof_sample {
 	__u32 version;	    /* NODEPROF_RECORD_VERSION */
 	__u32 flags;	    /* NODEPROF_FLAG_* */
@@ -35,14 +42,29 @@ struct nodeprof_sample {
 	__u32 cpu;
 	__u32 kernel_stack_len; /* frames valid in kernel_stack */
 	__u32 user_stack_len;	/* frames valid in user_stack */
-	__u32 reserved;
+	__u16 thread_ctx_len;	/* bytes of span record after the frames; 0: none */
+	__u16 reserved;
 	char comm[16];
 	__u64 frames[2 * NODEPROF_MAX_STACK_DEPTH];
+	/* Room for the span record when every frame slot is used (it follows the used frames). */
+	__u8 thread_ctx_room[NODEPROF_THREAD_CTX_MAX];
 };
 
-/* Bytes of a record holding `frame_count` frames. */
+/* Bytes of a record holding `frame_count` frames (without a span record). */
 #define NODEPROF_SAMPLE_SIZE(frame_count)                                                          \
 	(__builtin_offsetof(struct nodeprof_sample, frames) + (frame_count) * sizeof(__u64))
+
+/* How the BPF program reaches a process's otel_thread_ctx_v1 (map "thread_ctx_procs", by
+ * tgid; written by user space once it has located the variable). */
+#define NODEPROF_TLS_THREAD_POINTER_OFFSET 1 /* variable at thread pointer + tp_offset */
+#define NODEPROF_TLS_DTV 2 /* at dtv[dtv_module].pointer + dtv_offset (glibc, 16-byte entries) */
+struct nodeprof_thread_ctx_info {
+	__u32 kind; /* NODEPROF_TLS_* */
+	__u32 reserved;
+	__s64 tp_offset;
+	__u64 dtv_module;
+	__u64 dtv_offset;
+};
 
 /* Indexes into the per-CPU "counters" array map. Every sample lands in exactly one of
  * SUBMITTED, IDLE_DROPPED, FILTERED_OUT, RINGBUF_FULL, INTERNAL_ERROR; the stack counters
@@ -55,7 +77,9 @@ enum nodeprof_counter {
 	NODEPROF_COUNTER_RINGBUF_FULL, /* lost: the ring buffer had no room */
 	NODEPROF_COUNTER_KSTACK_FAILED,
 	NODEPROF_COUNTER_USTACK_FAILED,
-	NODEPROF_COUNTER_INTERNAL_ERROR, /* a "cannot happen" branch did: lost, and a bug */
+	NODEPROF_COUNTER_INTERNAL_ERROR,	/* a "cannot happen" branch did: lost, and a bug */
+	NODEPROF_COUNTER_THREAD_CTX_FOUND,	/* submitted samples carrying a valid span record */
+	NODEPROF_COUNTER_THREAD_CTX_UNREADABLE, /* a located variable or record could not be read */
 	NODEPROF_COUNTER_MAX,
 };
 

@@ -57,11 +57,89 @@ struct {
 	__type(value, __u8);
 } selected_pids SEC(".maps");
 
+/* tgid -> how to reach otel_thread_ctx_v1 in that process (OTEP 4947). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct nodeprof_thread_ctx_info);
+} thread_ctx_procs SEC(".maps");
+
 static __always_inline void count(__u32 index)
 {
 	__u64 *value = bpf_map_lookup_elem(&counters, &index);
 	if (value)
 		*value += 1; /* per-CPU slot: no atomics needed */
+}
+
+/* The interrupted task's thread pointer (user space TLS base). */
+static __always_inline __u64 nodeprof_thread_pointer(struct task_struct___nodeprof *task)
+{
+#if defined(__TARGET_ARCH_x86)
+	return BPF_CORE_READ(task, thread.fsbase);
+#elif defined(__TARGET_ARCH_arm64)
+	return BPF_CORE_READ(task, thread.uw.tp_value);
+#else
+	return 0;
+#endif
+}
+
+/* Copies the thread's current span record (header, then its attributes, capped) to `dst`
+ * and returns its length; 0 when the process publishes none, the thread has none, or it is
+ * not valid. The reads are of the interrupted thread's own memory, while it is stopped. */
+static __always_inline __u32 nodeprof_read_thread_ctx(struct task_struct___nodeprof *task,
+						      __u32 tgid, __u8 *dst)
+{
+	struct nodeprof_thread_ctx_info *info = bpf_map_lookup_elem(&thread_ctx_procs, &tgid);
+	if (!info)
+		return 0;
+	__u64 tp = nodeprof_thread_pointer(task);
+	if (tp == 0)
+		return 0;
+	__u64 variable = 0;
+	if (info->kind == NODEPROF_TLS_THREAD_POINTER_OFFSET) {
+		variable = tp + (__u64)info->tp_offset;
+	} else if (info->kind == NODEPROF_TLS_DTV) {
+		__u64 dtv = 0, block = 0;
+		if (bpf_probe_read_user(&dtv, sizeof(dtv), (void *)(tp + 8)) != 0 ||
+		    bpf_probe_read_user(&block, sizeof(block),
+					(void *)(dtv + 16 * info->dtv_module)) != 0) {
+			count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
+			return 0;
+		}
+		if (block == 0 || block == (__u64)-1) /* not allocated for this thread yet */
+			return 0;
+		variable = block + info->dtv_offset;
+	} else {
+		return 0;
+	}
+	__u64 record = 0;
+	if (bpf_probe_read_user(&record, sizeof(record), (void *)variable) != 0) {
+		count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
+		return 0;
+	}
+	if (record == 0)
+		return 0;
+	if (bpf_probe_read_user(dst, NODEPROF_THREAD_CTX_HEADER, (void *)record) != 0) {
+		count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
+		return 0;
+	}
+	if (dst[24] != 1) /* valid: exactly 1 */
+		return 0;
+	__u32 attrs = (__u32)dst[26] | (__u32)dst[27] << 8;
+	attrs &= 0x3ff;
+	if (attrs > NODEPROF_THREAD_CTX_MAX_ATTRS)
+		attrs = NODEPROF_THREAD_CTX_MAX_ATTRS;
+	if (attrs > 0 && bpf_probe_read_user(dst + NODEPROF_THREAD_CTX_HEADER, attrs,
+					     (void *)(record + NODEPROF_THREAD_CTX_HEADER)) != 0) {
+		attrs = 0; /* keep the ids; the attributes were unreadable */
+		count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
+	}
+	/* The length actually copied, for user space. */
+	dst[26] = (__u8)attrs;
+	dst[27] = (__u8)(attrs >> 8);
+	count(NODEPROF_COUNTER_THREAD_CTX_FOUND);
+	return NODEPROF_THREAD_CTX_HEADER + attrs;
 }
 
 SEC("perf_event")
@@ -97,6 +175,7 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	sample->tid = tid;
 	sample->cpu = bpf_get_smp_processor_id();
 	sample->reserved = 0;
+	sample->thread_ctx_len = 0;
 	bpf_get_current_comm(sample->comm, sizeof(sample->comm));
 
 	/* A sample that interrupted user mode has no kernel stack: skip the kernel's walker. */
@@ -131,7 +210,17 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	__u32 frame_count = (kernel_len & NODEPROF_MAX_STACK_DEPTH) +
 			    (sample->user_stack_len & NODEPROF_MAX_STACK_DEPTH);
 	__u64 size = NODEPROF_SAMPLE_SIZE(frame_count);
-	if (size > sizeof(*sample)) { /* cannot happen: both lengths are at most 127 */
+	if (size > __builtin_offsetof(struct nodeprof_sample, thread_ctx_room)) {
+		count(NODEPROF_COUNTER_INTERNAL_ERROR); /* cannot happen: both are at most 127 */
+		return 0;
+	}
+	/* The span record follows the used frames. */
+	if (!(sample->flags & NODEPROF_FLAG_KERNEL_THREAD)) {
+		__u32 ctx_len = nodeprof_read_thread_ctx(task, tgid, (__u8 *)sample + size);
+		sample->thread_ctx_len = (__u16)ctx_len;
+		size += ctx_len & 0x3ff;
+	}
+	if (size > sizeof(*sample)) { /* cannot happen: the room holds the largest record */
 		count(NODEPROF_COUNTER_INTERNAL_ERROR);
 		return 0;
 	}

@@ -20,6 +20,7 @@ struct nodeprof_sampler {
 	struct bpf_program *program;
 	struct bpf_map *counters;
 	struct bpf_map *selected;
+	struct bpf_map *thread_ctx;
 	struct ring_buffer *ring;
 	nodeprof_sample_fn consumer;
 	void *consumer_context;
@@ -130,9 +131,11 @@ int nodeprof_sampler_open(const struct nodeprof_config *config, uint32_t ringbuf
 	sampler->program = bpf_object__find_program_by_name(sampler->object, "nodeprof_sample_cpu");
 	sampler->counters = bpf_object__find_map_by_name(sampler->object, "counters");
 	sampler->selected = bpf_object__find_map_by_name(sampler->object, "selected_pids");
+	sampler->thread_ctx = bpf_object__find_map_by_name(sampler->object, "thread_ctx_procs");
 	struct bpf_map *samples = bpf_object__find_map_by_name(sampler->object, "samples");
 	struct bpf_map *rodata = nodeprof_find_rodata(sampler->object);
-	if (!sampler->program || !sampler->counters || !sampler->selected || !samples || !rodata) {
+	if (!sampler->program || !sampler->counters || !sampler->selected || !sampler->thread_ctx ||
+	    !samples || !rodata) {
 		err = -ENOENT;
 		goto fail;
 	}
@@ -166,6 +169,20 @@ int nodeprof_sampler_select_pid(struct nodeprof_sampler *sampler, uint32_t pid)
 	__u8 one = 1;
 	int err = bpf_map__update_elem(sampler->selected, &pid, sizeof(pid), &one, sizeof(one),
 				       BPF_ANY);
+	return err < 0 ? err : 0;
+}
+
+int nodeprof_sampler_set_thread_ctx(struct nodeprof_sampler *sampler, uint32_t pid,
+				    const struct nodeprof_thread_ctx_info *info)
+{
+	int err;
+	if (info)
+		err = bpf_map__update_elem(sampler->thread_ctx, &pid, sizeof(pid), info,
+					   sizeof(*info), BPF_ANY);
+	else
+		err = bpf_map__delete_elem(sampler->thread_ctx, &pid, sizeof(pid), 0);
+	if (!info && err == -ENOENT)
+		return 0;
 	return err < 0 ? err : 0;
 }
 

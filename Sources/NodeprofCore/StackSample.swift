@@ -23,12 +23,17 @@ public struct StackSample: Sendable, Hashable {
     public var userStack: [UInt64]
     /// What went wrong while collecting the stacks, if anything.
     public var stackErrors: StackErrors
+    /// The thread's OTEP 4947 span record as the sampler copied it (28-byte header, then
+    /// attributes), when the process publishes thread context and the record was valid;
+    /// empty otherwise. Decoded with the process's key map into a ``TraceContext``.
+    public var threadContextRecord: [UInt8]
 
     public init(
         pid: Int32, tid: Int32, cpu: UInt32, threadName: String, cgroupID: UInt64,
         timestampNanos: UInt64, kernelStack: [UInt64], userStack: [UInt64],
-        stackErrors: StackErrors = []
+        stackErrors: StackErrors = [], threadContextRecord: [UInt8] = []
     ) {
+        self.threadContextRecord = threadContextRecord
         self.pid = pid
         self.tid = tid
         self.cpu = cpu

@@ -23,3 +23,43 @@ public struct TraceContext: Sendable, Hashable {
     /// True when the trace was sampled (flags bit 0).
     public var isSampled: Bool { flags & 1 != 0 }
 }
+
+/// How a thread of a process reaches its `otel_thread_ctx_v1` pointer from its thread
+/// pointer: what the sampler needs per process to read thread context.
+public enum ThreadContextAccess: Sendable, Hashable {
+    /// Static TLS: the variable is at `thread pointer + offset`.
+    case threadPointerOffset(Int64)
+    /// Dynamic TLS (glibc): DTV at `*(thread pointer + 8)`, entries of 16 bytes; the variable
+    /// is at `dtv[moduleID].pointer + offset`.
+    case dynamicThreadVector(moduleID: UInt64, offset: UInt64)
+}
+
+extension TraceContext {
+    /// Decodes an OTEP 4947 record (28-byte header, then `[key index][length][value]`
+    /// entries) with the process's attribute key map. Nil when the record is not valid
+    /// (valid byte other than 1, too short) or has no trace id. Entries that do not fit end
+    /// the parsing; indexes outside the map are skipped; a repeated key keeps its last value.
+    public init?(record: [UInt8], keyMap: [String]) {
+        guard record.count >= 28, record[24] == 1 else { return nil }
+        let size = Int(record[26]) | Int(record[27]) << 8
+        var attributes: [Attribute] = []
+        var position = 28
+        let end = min(record.count, 28 + size)
+        while position + 2 <= end {
+            let key = Int(record[position])
+            let length = Int(record[position + 1])
+            guard position + 2 + length <= end else { break }
+            if key < keyMap.count, !keyMap[key].isEmpty {
+                let value = String(decoding: record[(position + 2)..<(position + 2 + length)], as: UTF8.self)
+                if let existing = attributes.firstIndex(where: { $0.key == keyMap[key] }) {
+                    attributes[existing].value = .string(value)
+                } else {
+                    attributes.append(Attribute(keyMap[key], .string(value)))
+                }
+            }
+            position += 2 + length
+        }
+        self.init(
+            traceID: Array(record[0..<16]), spanID: Array(record[16..<24]), flags: record[25], attributes: attributes)
+    }
+}

@@ -58,6 +58,10 @@ public struct SamplerCounters: Sendable, Hashable {
     public var userStackFailed: UInt64 = 0
     /// Samples lost to a branch of the BPF program that should never run (a bug if not 0).
     public var internalErrors: UInt64 = 0
+    /// Submitted samples that carried a valid span record (OTEP 4947 thread context).
+    public var threadContextsFound: UInt64 = 0
+    /// Located thread-context variables or records the program could not read.
+    public var threadContextsUnreadable: UInt64 = 0
     /// Records received from the ring buffer.
     public var received: UInt64 = 0
     /// Records rejected while decoding (wrong size or version).
@@ -76,6 +80,8 @@ public struct SamplerCounters: Sendable, Hashable {
         delta.kernelStackFailed = kernelStackFailed &- earlier.kernelStackFailed
         delta.userStackFailed = userStackFailed &- earlier.userStackFailed
         delta.internalErrors = internalErrors &- earlier.internalErrors
+        delta.threadContextsFound = threadContextsFound &- earlier.threadContextsFound
+        delta.threadContextsUnreadable = threadContextsUnreadable &- earlier.threadContextsUnreadable
         delta.received = received &- earlier.received
         delta.malformedRecords = malformedRecords &- earlier.malformedRecords
         return delta
@@ -185,6 +191,27 @@ public final class Sampler {
     }
 
     /// Reads every counter (BPF per-CPU sums plus user-space decode counts).
+    /// Tells the BPF program how `pid`'s threads reach their span record (nil: forget it).
+    public func setThreadContextAccess(_ access: ThreadContextAccess?, pid: Int32) throws(SamplerError) {
+        var info = nodeprof_thread_ctx_info()
+        switch access {
+        case .threadPointerOffset(let offset)?:
+            info.kind = UInt32(NODEPROF_TLS_THREAD_POINTER_OFFSET)
+            info.tp_offset = offset
+        case .dynamicThreadVector(let moduleID, let offset)?:
+            info.kind = UInt32(NODEPROF_TLS_DTV)
+            info.dtv_module = moduleID
+            info.dtv_offset = offset
+        case nil:
+            break
+        }
+        let rc =
+            access == nil
+            ? nodeprof_sampler_set_thread_ctx(handle, UInt32(bitPattern: pid), nil)
+            : nodeprof_sampler_set_thread_ctx(handle, UInt32(bitPattern: pid), &info)
+        guard rc == 0 else { throw .system(operation: "update the thread context map", errno: -rc) }
+    }
+
     public func counters() throws(SamplerError) -> SamplerCounters {
         var values = [UInt64](repeating: 0, count: Int(NODEPROF_COUNTER_MAX.rawValue))
         let rc = nodeprof_sampler_read_counters(handle, &values)
@@ -198,6 +225,8 @@ public final class Sampler {
         c.kernelStackFailed = values[Int(NODEPROF_COUNTER_KSTACK_FAILED.rawValue)]
         c.userStackFailed = values[Int(NODEPROF_COUNTER_USTACK_FAILED.rawValue)]
         c.internalErrors = values[Int(NODEPROF_COUNTER_INTERNAL_ERROR.rawValue)]
+        c.threadContextsFound = values[Int(NODEPROF_COUNTER_THREAD_CTX_FOUND.rawValue)]
+        c.threadContextsUnreadable = values[Int(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE.rawValue)]
         c.received = drain.received
         c.malformedRecords = drain.malformed
         return c
@@ -301,6 +330,7 @@ private enum RecordLayout {
     static let userLength = MemoryLayout<Record>.offset(of: \.user_stack_len)!
     static let comm = MemoryLayout<Record>.offset(of: \.comm)!
     static let frames = MemoryLayout<Record>.offset(of: \.frames)!
+    static let threadContextLength = MemoryLayout<Record>.offset(of: \.thread_ctx_len)!
 }
 
 /// Decodes one ring-buffer record: the header, then `kernel_stack_len` kernel frames and
@@ -312,7 +342,11 @@ func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> Sta
     let depth = Int(NODEPROF_MAX_STACK_DEPTH)
     let kernelCount = Int(load(L.kernelLength, as: UInt32.self))
     let userCount = Int(load(L.userLength, as: UInt32.self))
-    guard kernelCount <= depth, userCount <= depth, raw.count >= L.frames + (kernelCount + userCount) * 8 else {
+    let contextLength = Int(load(L.threadContextLength, as: UInt16.self))
+    let contextStart = L.frames + (kernelCount + userCount) * 8
+    guard kernelCount <= depth, userCount <= depth, contextLength <= Int(NODEPROF_THREAD_CTX_MAX),
+        raw.count >= contextStart + contextLength
+    else {
         return nil
     }
     func frames(from first: Int, count: Int) -> [UInt64] {
@@ -336,5 +370,6 @@ func decodeSample(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> Sta
         timestampNanos: clock.wallClock(monotonic: load(L.timestamp, as: UInt64.self)),
         kernelStack: frames(from: 0, count: kernelCount),
         userStack: frames(from: kernelCount, count: userCount),
-        stackErrors: errors)
+        stackErrors: errors,
+        threadContextRecord: contextLength == 0 ? [] : Array(raw[contextStart..<contextStart + contextLength]))
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NodeprofCore
 import TestSupport
 import Testing
 

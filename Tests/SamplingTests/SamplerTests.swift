@@ -94,6 +94,8 @@ struct SamplerTests {
             ("user_stack_len", MemoryLayout<Record>.offset(of: \.user_stack_len)!),
             ("comm", MemoryLayout<Record>.offset(of: \.comm)!),
             ("frames", MemoryLayout<Record>.offset(of: \.frames)!),
+            ("thread_ctx_len", MemoryLayout<Record>.offset(of: \.thread_ctx_len)!),
+            ("thread_ctx_room", MemoryLayout<Record>.offset(of: \.thread_ctx_room)!),
         ]
         for (name, swiftOffset) in members {
             var size: UInt32 = 0

@@ -33,6 +33,11 @@ int nodeprof_sampler_open(const struct nodeprof_config *config, uint32_t ringbuf
 /* Adds a tgid to the selected set (used when config.filter_pids is set). */
 int nodeprof_sampler_select_pid(struct nodeprof_sampler *sampler, uint32_t pid);
 
+/* Tells the program how to reach a process's otel_thread_ctx_v1 (OTEP 4947); `info` NULL
+ * forgets the process. Returns 0 or -errno (-E2BIG when the map is full). */
+int nodeprof_sampler_set_thread_ctx(struct nodeprof_sampler *sampler, uint32_t pid,
+				    const struct nodeprof_thread_ctx_info *info);
+
 /* Opens a PERF_COUNT_SW_CPU_CLOCK event on `cpu` at `frequency` Hz and attaches the
  * program. Returns 0 or -errno (of perf_event_open or of the attach). */
 int nodeprof_sampler_attach_cpu(struct nodeprof_sampler *sampler, int cpu, uint64_t frequency);

@@ -6,13 +6,7 @@ public import Symbolization
 /// Where, in one running process, a thread finds its `otel_thread_ctx_v1`: what the BPF
 /// sampler needs to follow from a thread pointer to the record pointer.
 public struct ThreadContextLocation: Sendable, Hashable {
-    public enum Access: Sendable, Hashable {
-        /// Static TLS: the variable is at `thread pointer + offset`.
-        case threadPointerOffset(Int64)
-        /// Dynamic TLS (glibc): DTV at `*(thread pointer + 8)`, entries of 16 bytes; the
-        /// variable is at `dtv[moduleID].pointer + offset`.
-        case dynamicThreadVector(moduleID: UInt64, offset: UInt64)
-    }
+    public typealias Access = ThreadContextAccess
 
     /// The module that holds the access (the library or executable whose code reaches the
     /// variable).
