@@ -21,7 +21,7 @@ public struct ContextPublisherError: Error, Equatable, Sendable, CustomStringCon
         switch errno {
         case EINVAL:
             return
-                "\(operation): \(name); keys and values must not be empty pointers, at most 256 thread attribute keys, and a new key map must extend the published one (append-only)"
+                "\(operation): \(name); keys and values must not be NULL or contain NUL characters, at most 256 thread attribute keys, and a new key map must extend the published one (append-only)"
         case E2BIG:
             return "\(operation): \(name); the encoded process context must stay within 64 KiB, shorten the values"
         default:

@@ -37,7 +37,10 @@ public enum ProcessContextPublisher {
         // Every string, NUL-terminated, in one buffer; pointers into it are built below.
         var storage: [CChar] = []
         var offsets: [Int] = []
+        var embeddedNUL = false
         func append(_ string: String) {
+            // C strings end at the first NUL: such a string would be published cut short.
+            if string.utf8.contains(0) { embeddedNUL = true }
             offsets.append(storage.count)
             storage.append(contentsOf: string.utf8.map { CChar(bitPattern: $0) })
             storage.append(0)
@@ -52,6 +55,9 @@ public enum ProcessContextPublisher {
         }
         for key in threadAttributeKeys { append(key) }
 
+        if embeddedNUL {
+            throw ContextPublisherError(errno: EINVAL, operation: "otel_process_context_publish")
+        }
         let rc = storage.withUnsafeBufferPointer { buffer -> Int32 in
             let base = buffer.baseAddress!
             var next = 0

@@ -172,6 +172,17 @@ private func payloadBytes(_ header: Header) -> [UInt8] {
         #expect(try findMapping() == nil)
     }
 
+    @Test func stringsWithEmbeddedNULAreRefused() throws {
+        ProcessContextPublisher.unpublish()
+        #expect(throws: ContextPublisherError.self) {
+            try ProcessContextPublisher.publish(resource: ["service.name": "a\u{0}b"], threadAttributeKeys: [])
+        }
+        #expect(throws: ContextPublisherError.self) {
+            try ProcessContextPublisher.publish(resource: [:], threadAttributeKeys: ["k\u{0}"])
+        }
+        #expect(try findMapping() == nil)
+    }
+
     @Test func nullPointersAreRefusedByTheCEntryPoint() {
         var kv = otel_kv(key: nil, value: nil)
         #expect(otel_process_context_publish(&kv, 1, nil, 0, nil, 0) == -EINVAL)
