@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
+                "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata", "ProcessContext",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -87,6 +87,8 @@ public final class Recording {
 
         var stacks = SymbolizedStackCache()
         var executables = ExecutablePaths()
+        let contexts = ProcessContexts()
+        let sampler = self.sampler
         var samplesWithCutStacks = 0
         var samplesRecorded = 0
         func consume(_ sample: StackSample) {
@@ -94,7 +96,10 @@ public final class Recording {
                 // A miss is certain on a process's first sample in this profile (the cache
                 // starts empty with each profile): describe the process once, here.
                 if current.processAttributes[sample.pid] == nil {
-                    current.processAttributes[sample.pid] = executables.attributes(pid: sample.pid)
+                    // What the process says of itself comes first: the first value of a key
+                    // wins in the OTLP resource (docs/kubernetes.md, "Precedence").
+                    current.processAttributes[sample.pid] =
+                        contexts.observe(pid: sample.pid, sampler: sampler) + executables.attributes(pid: sample.pid)
                     observeProcess(sample.pid, sample.cgroupID)
                 }
                 let symbolized = symbolizer.symbolize(sample)
@@ -107,7 +112,8 @@ public final class Recording {
             samplesRecorded += 1
             current.add(
                 stack: entry.stack, pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
-                processName: entry.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos)
+                processName: entry.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos,
+                traceContext: contexts.traceContext(record: sample.threadContextRecord, pid: sample.pid))
         }
 
         // Closes the current window: duration, its share of the losses, hand-off.

@@ -1,0 +1,107 @@
+import NodeprofCore
+import ProcessContext
+import Sampling
+
+/// What instrumented processes publish, for a recording: their process context (resource
+/// attributes, the thread attribute key map) and, once a process announces thread context,
+/// where its `otel_thread_ctx_v1` is, handed to the BPF sampler. Used on the sampling thread
+/// only.
+///
+/// Each process is looked at on its first sample of every window: a header read when its
+/// context is unchanged (the reader caches by publication time), so a process that starts
+/// publishing later, or republishes, is seen within a window.
+final class ProcessContexts {
+    struct Statistics: Sendable, Hashable {
+        var processesWithContext = 0
+        var threadContextsLocated = 0
+        var locateFailures = 0
+        var mapUpdateFailures = 0
+        var recordsDecoded = 0
+        var recordsInvalid = 0
+    }
+
+    private let reader = ProcessContextReader()
+    /// Per pid: the key map of its context, and whether its TLS variable was handed to BPF.
+    private var known: [Int32: Entry] = [:]
+    private(set) var statistics = Statistics()
+    static let maximumProcesses = 16_384
+
+    private struct Entry {
+        var keyMap: [String]
+        var located = false
+        var locateFailed = false
+        /// A record used a key index beyond the map: the context is read again once.
+        var refreshed = false
+    }
+
+    /// Schema versions whose records this reader decodes.
+    static let threadSchemas: Set<String> = ["tlsdesc_v1_dev", "tls_v1"]
+
+    /// The process's published resource and extra attributes (empty without a context); on
+    /// the way, hands the process's thread-context location to `sampler` when it announces one.
+    func observe(pid: Int32, sampler: Sampler) -> [Attribute] {
+        guard let context = try? reader.context(for: pid) else {
+            known[pid] = nil
+            return []
+        }
+        if known.count >= Self.maximumProcesses, known[pid] == nil { known.removeAll(keepingCapacity: true) }
+        var entry = known[pid] ?? Entry(keyMap: [])
+        entry.keyMap = context.attributeKeyMap ?? []
+        entry.refreshed = false
+        if let schema = context.threadSchemaVersion, Self.threadSchemas.contains(schema), !entry.located,
+            !entry.locateFailed
+        {
+            do {
+                let location = try ThreadContextLocation.locate(pid: pid)
+                try sampler.setThreadContextAccess(location.access, pid: pid)
+                entry.located = true
+                statistics.threadContextsLocated += 1
+            } catch is SamplerError {
+                statistics.mapUpdateFailures += 1
+                entry.locateFailed = true
+            } catch {
+                // Not loaded yet, or a model this reader does not follow: tried again only
+                // when the process republishes (a new entry).
+                statistics.locateFailures += 1
+                entry.locateFailed = true
+            }
+        }
+        if known[pid] == nil { statistics.processesWithContext += 1 }
+        known[pid] = entry
+        return context.resource + context.attributes
+    }
+
+    /// The span of a sample's record, named through its process's key map.
+    func traceContext(record: [UInt8], pid: Int32) -> TraceContext? {
+        guard !record.isEmpty else { return nil }
+        guard var entry = known[pid] else { return nil }
+        // A key index past the map: the process appended keys since it was read.
+        if !entry.refreshed, Self.maximumKeyIndex(record) >= entry.keyMap.count,
+            let context = try? reader.context(for: pid)
+        {
+            entry.keyMap = context.attributeKeyMap ?? entry.keyMap
+            entry.refreshed = true
+            known[pid] = entry
+        }
+        guard let context = TraceContext(record: record, keyMap: entry.keyMap) else {
+            statistics.recordsInvalid += 1
+            return nil
+        }
+        statistics.recordsDecoded += 1
+        return context
+    }
+
+    /// The largest key index a record uses (-1 for none).
+    static func maximumKeyIndex(_ record: [UInt8]) -> Int {
+        guard record.count >= 28 else { return -1 }
+        var largest = -1
+        var position = 28
+        while position + 2 <= record.count {
+            let length = Int(record[position + 1])
+            guard position + 2 + length <= record.count else { break }
+            largest = max(largest, Int(record[position]))
+            position += 2 + length
+        }
+        return largest
+    }
+}
