@@ -202,6 +202,14 @@ public final class NodeAgent: Sendable {
                 labels: [("reason", "bpf_internal_error")]),
             .counter(
                 "nodeprof_samples_idle_total", "Samples of the idle task, dropped in the kernel.", counters.idleDropped),
+            .counter(
+                "nodeprof_thread_context_samples_total",
+                "Samples that carried the thread's span record (OTEP 4947 thread context).",
+                counters.threadContextsFound),
+            .counter(
+                "nodeprof_thread_context_unreadable_total",
+                "Located thread-context variables or span records the BPF program could not read.",
+                counters.threadContextsUnreadable),
             .counter("nodeprof_windows_total", "Profiles (export windows) closed.", snapshot.windowsClosed),
             .counter(
                 "nodeprof_windows_dropped_total", "Profiles dropped because export fell behind.",
