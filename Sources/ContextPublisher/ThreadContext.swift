@@ -71,14 +71,36 @@ public enum ThreadContext {
         record.trace_flags = span.flags
         record.attrs_data_size = 0
         var complete = true
-        for index in span.attributes.keys.sorted() {
-            var value = span.attributes[index]!
-            let added = value.withUTF8 { utf8 in
-                utf8.withMemoryRebound(to: CChar.self) {
-                    otel_thread_record_add_attribute(&record, index, $0.baseAddress, $0.count)
-                }
+        // Index order without sorting into a new array: a 256-bit set, no allocation.
+        var present: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        for index in span.attributes.keys {
+            let bit = UInt64(1) << UInt64(index & 63)
+            switch index >> 6 {
+            case 0: present.0 |= bit
+            case 1: present.1 |= bit
+            case 2: present.2 |= bit
+            default: present.3 |= bit
             }
-            if !added { complete = false }
+        }
+        for word in 0..<4 {
+            var bits: UInt64
+            switch word {
+            case 0: bits = present.0
+            case 1: bits = present.1
+            case 2: bits = present.2
+            default: bits = present.3
+            }
+            while bits != 0 {
+                let index = UInt8(word * 64 + bits.trailingZeroBitCount)
+                bits &= bits - 1
+                var value = span.attributes[index]!
+                let added = value.withUTF8 { utf8 in
+                    utf8.withMemoryRebound(to: CChar.self) {
+                        otel_thread_record_add_attribute(&record, index, $0.baseAddress, $0.count)
+                    }
+                }
+                if !added { complete = false }
+            }
         }
         return complete
     }
