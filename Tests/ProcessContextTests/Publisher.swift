@@ -129,6 +129,11 @@ let publisherSource = #"""
         uint32_t size = 0;
         uint8_t *payload = unhex(argc > 2 ? argv[2] : "0a00", &size);
         if (!strcmp(mode, "valid")) {
+            /* Test runners may start us with signals blocked. */
+            sigset_t usr1;
+            sigemptyset(&usr1);
+            sigaddset(&usr1, SIGUSR1);
+            sigprocmask(SIG_UNBLOCK, &usr1, NULL);
             signal(SIGUSR1, on_usr1);
             publish(2, payload, size, now_ns());
         } else if (!strcmp(mode, "badsig")) {
