@@ -119,6 +119,8 @@ let publisherSource = #"""
             for (uint32_t j = 0; j < variant_size; j++) ((volatile uint8_t *)live)[j] = src[j];
             __atomic_thread_fence(__ATOMIC_SEQ_CST);
             hdr->published_at = now_ns() + i + 1;
+            /* Odd rounds rewrite again at once; even rounds leave a short stable window. */
+            if (i & 1) usleep(50);
         }
         return NULL;
     }
@@ -179,7 +181,8 @@ let publisherSource = #"""
         }
         printf("ready\n");
         for (;;) {
-            pause();
+            /* Poll: a signal between the check and pause() would be lost. */
+            usleep(1000);
             if (republish) {
                 republish = 0;
                 uint32_t size2 = 0;
