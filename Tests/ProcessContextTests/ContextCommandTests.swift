@@ -26,20 +26,9 @@ import Testing
         """
 
     @Test func printsTheResourceKeyMapAndTheTLSDescriptorModel() async throws {
-        let root = repositoryRoot()
         let directory = try TemporaryDirectory()
-        let include = "\(root)/Sources/CContextPublisher/include"
-        try runProgram(
-            "/usr/bin/cc",
-            [
-                "-shared", "-fPIC", "-O1", "-mtls-dialect=gnu2", "-I", include, "-o", directory.file("libotelctx.so"),
-                "\(root)/Sources/CContextPublisher/otel_context.c",
-            ])
         let program = try compileC(
-            Self.program, in: directory, name: "app",
-            flags: [
-                "-I", include, "-Wl,--no-as-needed", directory.file("libotelctx.so"), "-Wl,-rpath,\(directory.path)",
-            ])
+            Self.program, in: directory, name: "app", flags: try buildContextPublisherLibrary(in: directory))
         let readyFile = directory.file("ready")
         let child = try ChildProcess(program, [readyFile])
         defer { child.kill() }

@@ -39,20 +39,10 @@ import Testing
         """
 
     @Test func recordedSamplesLinkToTheirSpansAndTheResourceComesFromTheProcess() async throws {
-        let root = repositoryRoot()
         let directory = try TemporaryDirectory()
-        let include = "\(root)/Sources/CContextPublisher/include"
-        try runProgram(
-            "/usr/bin/cc",
-            [
-                "-shared", "-fPIC", "-O1", "-mtls-dialect=gnu2", "-I", include, "-o", directory.file("libotelctx.so"),
-                "\(root)/Sources/CContextPublisher/otel_context.c",
-            ])
         let program = try compileC(
             Self.program, in: directory, name: "shop",
-            flags: framePointerFlags + [
-                "-I", include, "-Wl,--no-as-needed", directory.file("libotelctx.so"), "-Wl,-rpath,\(directory.path)",
-            ])
+            flags: framePointerFlags + (try buildContextPublisherLibrary(in: directory)))
         let workload = try ChildProcess(program)
         defer { workload.kill() }
         try await Task.sleep(for: .milliseconds(200))

@@ -214,3 +214,19 @@ public func buildDeepStackWorkload(in directory: TemporaryDirectory) throws -> S
         deepStackWorkloadSource, in: directory, name: "deepstack",
         flags: framePointerFlags)
 }
+
+/// The writer library's C part (Sources/CContextPublisher) built as applications link it: a
+/// TLSDESC shared library `libotelctx.so` in `directory`. Returns the flags that compile and
+/// link a C program against it (include path, the library, an rpath to find it).
+public func buildContextPublisherLibrary(in directory: TemporaryDirectory) throws -> [String] {
+    let root = repositoryRoot()
+    let include = "\(root)/Sources/CContextPublisher/include"
+    let library = directory.file("libotelctx.so")
+    try runProgram(
+        "/usr/bin/cc",
+        [
+            "-shared", "-fPIC", "-O1", "-mtls-dialect=gnu2", "-I", include, "-o", library,
+            "\(root)/Sources/CContextPublisher/otel_context.c",
+        ])
+    return ["-I", include, "-Wl,--no-as-needed", library, "-Wl,-rpath,\(directory.path)"]
+}
