@@ -74,8 +74,7 @@ public struct WindowAttribution: Sendable {
 
     /// Adds container and pod attributes to each process of `profile`.
     public func attribute(_ profile: inout Profile, containers: [Int32: ContainerIdentity]) async {
-        var samplesByPID: [Int32: Int] = [:]
-        for sample in profile.samples { samplesByPID[sample.pid, default: 0] += 1 }
+        let samplesByPID = profile.sampleCountsByProcess
 
         if let podCache, !containers.isEmpty {
             // Only containers whose cgroup names a pod are worth waiting for: a plain Docker

@@ -7,9 +7,9 @@ import Sampling
 /// where its `otel_thread_ctx_v1` is, handed to the BPF sampler. Used on the sampling thread
 /// only.
 ///
-/// Each process is looked at on its first sample of every window: a header read when its
-/// context is unchanged (the reader caches by publication time), so a process that starts
-/// publishing later, or republishes, is seen within a window.
+/// A publishing process is looked at on its first sample of every window: a header read when
+/// its context is unchanged (the reader caches by publication time), so a republished context
+/// is seen within a window. A process without one is looked at again every 30 s.
 final class ProcessContexts {
     struct Statistics: Sendable, Hashable {
         var processesWithContext = 0
@@ -23,8 +23,12 @@ final class ProcessContexts {
     private let reader = ProcessContextReader()
     /// Per pid: the key map of its context, and whether its TLS variable was handed to BPF.
     private var known: [Int32: Entry] = [:]
+    /// When each process last had no context to read (monotonic ns).
+    private var withoutContext: [Int32: UInt64] = [:]
     private(set) var statistics = Statistics()
     static let maximumProcesses = 16_384
+    /// How often a process without a context is looked at again.
+    static let rescanNanos: UInt64 = 30_000_000_000
 
     private struct Entry {
         var keyMap: [String]
@@ -40,10 +44,17 @@ final class ProcessContexts {
     /// The process's published resource and extra attributes (empty without a context); on
     /// the way, hands the process's thread-context location to `sampler` when it announces one.
     func observe(pid: Int32, sampler: Sampler) -> [Attribute] {
+        // Most processes publish nothing: finding that out reads their whole maps file, so
+        // it is asked again only every `rescanNanos`, not in every window.
+        let now = monotonicNanoseconds()
+        if let checked = withoutContext[pid], now &- checked < Self.rescanNanos { return [] }
         guard let context = try? reader.context(for: pid) else {
             known[pid] = nil
+            if withoutContext.count >= Self.maximumProcesses { withoutContext.removeAll(keepingCapacity: true) }
+            withoutContext[pid] = now
             return []
         }
+        withoutContext[pid] = nil
         if known.count >= Self.maximumProcesses, known[pid] == nil { known.removeAll(keepingCapacity: true) }
         var entry = known[pid] ?? Entry(keyMap: [])
         entry.keyMap = context.attributeKeyMap ?? []

@@ -344,9 +344,9 @@ static void store_timestamp(otel_process_context_header *header, uint64_t value)
 // MADV_DONTFORK leaves a child without the mapping: forget it there so the child can publish
 // its own. The child's copy of the payload is freed; the lock is re-initialised (the child has
 // one thread).
-static void otel_process_context_atfork_child(void)
+// Forgets the published state (the mapping is already gone or unmapped by the caller).
+static void forget_published_state(void)
 {
-	pthread_mutex_init(&otel_process_context.lock, NULL);
 	otel_process_context.header = NULL;
 	otel_process_context.mapping_size = 0;
 	free(otel_process_context.payload);
@@ -355,6 +355,12 @@ static void otel_process_context_atfork_child(void)
 	otel_process_context.keys = NULL;
 	otel_process_context.keys_size = 0;
 	otel_process_context.n_keys = 0;
+}
+
+static void otel_process_context_atfork_child(void)
+{
+	pthread_mutex_init(&otel_process_context.lock, NULL);
+	forget_published_state();
 }
 
 static void name_mapping(void)
@@ -527,14 +533,7 @@ void otel_process_context_unpublish(void)
 		atomic_thread_fence(memory_order_seq_cst);
 		munmap(header, otel_process_context.mapping_size);
 	}
-	otel_process_context.header = NULL;
-	otel_process_context.mapping_size = 0;
-	free(otel_process_context.payload);
-	otel_process_context.payload = NULL;
-	free(otel_process_context.keys);
-	otel_process_context.keys = NULL;
-	otel_process_context.keys_size = 0;
-	otel_process_context.n_keys = 0;
+	forget_published_state();
 	pthread_mutex_unlock(&otel_process_context.lock);
 }
 

@@ -81,6 +81,11 @@ public struct Profile: Sendable {
             cgroupID: cgroupID, timestampNanos: timestampNanos, traceContext: traceContext)
     }
 
+    /// Number of samples of each process, by pid (without rebuilding the samples).
+    public var sampleCountsByProcess: [Int32: Int] {
+        store.records.reduce(into: [:]) { $0[$1.pid, default: 0] += 1 }
+    }
+
     /// Number of samples that carry a trace context.
     public var samplesWithTraceContext: Int { store.records.reduce(0) { $0 + ($1.traceContext >= 0 ? 1 : 0) } }
 
