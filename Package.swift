@@ -234,6 +234,7 @@ let package = Package(
             name: "SamplingTests",
             dependencies: [
                 "Sampling", "Agent", "Symbolization", "Profiles", "NodeprofCore", "TestSupport", "ProcessContext",
+                "CContextPublisher",
             ],
             swiftSettings: strictSwift
         ),

@@ -21,6 +21,19 @@
 #define NODEPROF_THREAD_CTX_MAX_ATTRS 612
 #define NODEPROF_THREAD_CTX_MAX (NODEPROF_THREAD_CTX_HEADER + NODEPROF_THREAD_CTX_MAX_ATTRS)
 
+/* The record's 28-byte header as the BPF program reads it (host endianness). The writer's
+ * otel_thread_record (Sources/CContextPublisher) and the Swift decoder (TraceContext) must
+ * agree: a layout test compares all three, this one through the object's BTF. */
+struct nodeprof_thread_record_header {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 valid; /* exactly 1: valid */
+	__u8 trace_flags;
+	__u16 attrs_data_size; /* bytes of attribute entries that follow */
+};
+_Static_assert(sizeof(struct nodeprof_thread_record_header) == NODEPROF_THREAD_CTX_HEADER,
+	       "thread record header is 28 bytes");
+
 /* nodeprof_sample.flags */
 #define NODEPROF_FLAG_KSTACK_FAILED 0x1u    /* bpf_get_stack for the kernel stack returned < 0 */
 #define NODEPROF_FLAG_USTACK_FAILED 0x2u    /* user stack walk failed */

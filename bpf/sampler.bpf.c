@@ -27,6 +27,10 @@ const volatile struct nodeprof_config nodeprof_config = {
 	.wakeup_bytes = 0,
 };
 
+/* Never read: keeps the span record header in the object's BTF (a type only used through a
+ * pointer cast is left out), where the layout test compares it with the writer's struct. */
+const volatile struct nodeprof_thread_record_header nodeprof_thread_record_layout = {.valid = 1};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by user space before load */
@@ -124,10 +128,10 @@ static __always_inline __u32 nodeprof_read_thread_ctx(struct task_struct___nodep
 		count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
 		return 0;
 	}
-	if (dst[24] != 1) /* valid: exactly 1 */
+	struct nodeprof_thread_record_header *header = (struct nodeprof_thread_record_header *)dst;
+	if (header->valid != 1) /* exactly 1 */
 		return 0;
-	__u32 attrs = (__u32)dst[26] | (__u32)dst[27] << 8;
-	attrs &= 0x3ff;
+	__u32 attrs = header->attrs_data_size & 0x3ff;
 	if (attrs > NODEPROF_THREAD_CTX_MAX_ATTRS)
 		attrs = NODEPROF_THREAD_CTX_MAX_ATTRS;
 	if (attrs > 0 && bpf_probe_read_user(dst + NODEPROF_THREAD_CTX_HEADER, attrs,
@@ -135,9 +139,7 @@ static __always_inline __u32 nodeprof_read_thread_ctx(struct task_struct___nodep
 		attrs = 0; /* keep the ids; the attributes were unreadable */
 		count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
 	}
-	/* The length actually copied, for user space. */
-	dst[26] = (__u8)attrs;
-	dst[27] = (__u8)(attrs >> 8);
+	header->attrs_data_size = (__u16)attrs; /* the length actually copied, for user space */
 	count(NODEPROF_COUNTER_THREAD_CTX_FOUND);
 	return NODEPROF_THREAD_CTX_HEADER + attrs;
 }

@@ -104,9 +104,10 @@ final class ProcessContexts {
 
     /// The largest key index a record uses (-1 for none).
     static func maximumKeyIndex(_ record: [UInt8]) -> Int {
-        guard record.count >= 28 else { return -1 }
+        let header = TraceContext.RecordLayout.headerSize
+        guard record.count >= header else { return -1 }
         var largest = -1
-        var position = 28
+        var position = header
         while position + 2 <= record.count {
             let length = Int(record[position + 1])
             guard position + 2 + length <= record.count else { break }

@@ -35,16 +35,33 @@ public enum ThreadContextAccess: Sendable, Hashable {
 }
 
 extension TraceContext {
+    /// Where the fields of an OTEP 4947 record sit (host endianness). The BPF program
+    /// (`struct nodeprof_thread_record_header`) and the writer (`otel_thread_record`) use
+    /// the same layout; a test compares the three.
+    public enum RecordLayout {
+        public static let traceIDOffset = 0
+        public static let spanIDOffset = 16
+        public static let validOffset = 24
+        public static let traceFlagsOffset = 25
+        /// Little-endian u16 on every supported host (x86_64, arm64).
+        public static let attributesSizeOffset = 26
+        /// The header's size: attribute entries start here.
+        public static let headerSize = 28
+        /// Most bytes of attribute entries (a record stays within 640 bytes).
+        public static let attributesCapacity = 612
+    }
+
     /// Decodes an OTEP 4947 record (28-byte header, then `[key index][length][value]`
     /// entries) with the process's attribute key map. Nil when the record is not valid
     /// (valid byte other than 1, too short) or has no trace id. Entries that do not fit end
     /// the parsing; indexes outside the map are skipped; a repeated key keeps its last value.
     public init?(record: [UInt8], keyMap: [String]) {
-        guard record.count >= 28, record[24] == 1 else { return nil }
-        let size = Int(record[26]) | Int(record[27]) << 8
+        typealias Layout = RecordLayout
+        guard record.count >= Layout.headerSize, record[Layout.validOffset] == 1 else { return nil }
+        let size = Int(record[Layout.attributesSizeOffset]) | Int(record[Layout.attributesSizeOffset + 1]) << 8
         var attributes: [Attribute] = []
-        var position = 28
-        let end = min(record.count, 28 + size)
+        var position = Layout.headerSize
+        let end = min(record.count, Layout.headerSize + size)
         while position + 2 <= end {
             let key = Int(record[position])
             let length = Int(record[position + 1])
@@ -60,6 +77,8 @@ extension TraceContext {
             position += 2 + length
         }
         self.init(
-            traceID: Array(record[0..<16]), spanID: Array(record[16..<24]), flags: record[25], attributes: attributes)
+            traceID: Array(record[Layout.traceIDOffset..<(Layout.traceIDOffset + 16)]),
+            spanID: Array(record[Layout.spanIDOffset..<(Layout.spanIDOffset + 8)]),
+            flags: record[Layout.traceFlagsOffset], attributes: attributes)
     }
 }

@@ -1,3 +1,4 @@
+import CContextPublisher
 import CSampling
 import Foundation
 import Glibc
@@ -105,5 +106,37 @@ struct SamplerTests {
             #expect(Int(size) == MemoryLayout<Record>.size, "struct size")
             #expect(Int(offset) == swiftOffset, "offset of \(name)")
         }
+    }
+
+    /// The OTEP 4947 record header as BPF reads it (the object's BTF), as the writer library
+    /// lays it out (C `otel_thread_record`) and as the Swift decoder reads it agree.
+    @Test func threadRecordLayoutAgreesAcrossBPFCAndSwift() throws {
+        typealias Writer = otel_thread_record
+        typealias Layout = TraceContext.RecordLayout
+        let members: [(name: String, writer: Int, swift: Int)] = [
+            ("trace_id", MemoryLayout<Writer>.offset(of: \.trace_id)!, Layout.traceIDOffset),
+            ("span_id", MemoryLayout<Writer>.offset(of: \.span_id)!, Layout.spanIDOffset),
+            ("valid", MemoryLayout<Writer>.offset(of: \.valid)!, Layout.validOffset),
+            ("trace_flags", MemoryLayout<Writer>.offset(of: \.trace_flags)!, Layout.traceFlagsOffset),
+            ("attrs_data_size", MemoryLayout<Writer>.offset(of: \.attrs_data_size)!, Layout.attributesSizeOffset),
+        ]
+        for member in members {
+            var size: UInt32 = 0
+            var offset: UInt32 = 0
+            let rc = nodeprof_btf_struct_layout("nodeprof_thread_record_header", member.name, &size, &offset)
+            try #require(rc == 0, "member \(member.name) not in the object's BTF: \(rc)")
+            #expect(Int(size) == Layout.headerSize, "BPF header size")
+            #expect(Int(offset) == member.writer, "\(member.name): BPF \(offset), writer \(member.writer)")
+            #expect(member.swift == member.writer, "\(member.name): Swift \(member.swift), writer \(member.writer)")
+        }
+        // The writer's attribute area starts where BPF copies from, and all three agree on the
+        // record's capacity (BPF keeps room for the whole record in every sample).
+        #expect(MemoryLayout<Writer>.offset(of: \.attrs_data)! == Layout.headerSize)
+        #expect(MemoryLayout<Writer>.size == Layout.headerSize + Layout.attributesCapacity)
+        #expect(Int(OTEL_THREAD_RECORD_ATTRS_CAPACITY) == Layout.attributesCapacity)
+        #expect(MemoryLayout.size(ofValue: nodeprof_sample().thread_ctx_room) == MemoryLayout<Writer>.size)
+        // The value types too: two bytes of size, one of valid and flags.
+        #expect(MemoryLayout.size(ofValue: Writer().attrs_data_size) == 2)
+        #expect(MemoryLayout.size(ofValue: Writer().valid) == 1)
     }
 }
