@@ -164,6 +164,15 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // An application instrumented with the writer library (docs/context-publisher.md).
+        .executableTarget(
+            name: "span-demo",
+            dependencies: ["ContextPublisher"],
+            path: "Examples/span-demo",
+            swiftSettings: strictSwift,
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic-symbol=otel_thread_ctx_v1"])]
+        ),
+
         // MARK: Tests
         .target(
             name: "TestSupport",
