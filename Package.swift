@@ -158,6 +158,7 @@ let package = Package(
             name: "nodeprof-bench",
             dependencies: [
                 "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
+                "ProcessContext", "ContextPublisher", "CContextPublisher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

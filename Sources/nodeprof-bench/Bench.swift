@@ -9,6 +9,6 @@ struct Bench: AsyncParsableCommand {
         subcommands: [
             BPFCost.self, SymbolizeCost.self, OTLPEncodeCost.self, ExportOutage.self, KubeCacheCost.self,
             KubeLatency.self,
-            KubeRequests.self, KubeAgent.self,
+            KubeRequests.self, KubeAgent.self, WriterCost.self, ContextRead.self,
         ])
 }
