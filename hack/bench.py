@@ -23,6 +23,34 @@ BIN = os.path.join(ROOT, os.environ.get("BENCH_SCRATCH_PATH", ".build"), "releas
 NODEPROF = os.path.join(BIN, "nodeprof")
 BENCH = os.path.join(BIN, "nodeprof-bench")
 QUICK = "--quick" in sys.argv
+# Sections 1 to 7 share their load and the header's run figures: they run together.
+CORE_SECTIONS = set(range(1, 8))
+TRACE_SECTIONS = {8, 9, 10}
+
+
+def selected_sections(argv):
+    """The sections --only names (`--only 8,9,10`; `1-7` or any of 1 to 7 selects 1 to 7),
+    all of them without --only."""
+    if "--only" not in argv:
+        return CORE_SECTIONS | TRACE_SECTIONS
+    at = argv.index("--only")
+    if at + 1 >= len(argv):
+        sys.exit("bench: --only needs a list of sections, e.g. --only 8,9,10")
+    chosen = set()
+    for part in argv[at + 1].split(","):
+        low, _, high = part.strip().partition("-")
+        try:
+            numbers = set(range(int(low), int(high or low) + 1))
+        except ValueError:
+            sys.exit(f"bench: --only {argv[at + 1]}: not a list of section numbers")
+        unknown = numbers - CORE_SECTIONS - TRACE_SECTIONS
+        if unknown:
+            sys.exit(f"bench: --only: no section {min(unknown)} (sections are 1 to 10)")
+        chosen |= numbers
+    return chosen | CORE_SECTIONS if chosen & CORE_SECTIONS else chosen
+
+
+SELECTED = selected_sections(sys.argv)
 SECONDS = 5 if QUICK else 30
 BPF_SECONDS = 5 if QUICK else 20
 ENCODE_SECONDS = 10 if QUICK else 60
@@ -214,7 +242,15 @@ def machine():
 def main():
     started = time.time()
     work = tempfile.mkdtemp(prefix="nodeprof-bench-")
-    results = {"machine": machine(), "quick": QUICK}
+    results = {"machine": machine(), "quick": QUICK, "sections": sorted(SELECTED)}
+    if not SELECTED & CORE_SECTIONS:
+        # Only sections of 8 to 10: the others and the header stay as BENCHMARKS.md has them.
+        run_trace_sections(results, work)
+        results["durations"] = {"total_s": time.time() - started}
+        shutil.rmtree(work, ignore_errors=True)
+        write_benchmarks(trace_markdown(results), header_from_this_run=False)
+        print(json.dumps(results, indent=2))
+        return
     burners = start_burners(work, os.cpu_count() or 2)
     try:
         time.sleep(1)
@@ -366,7 +402,11 @@ def main():
            "--python", PYTHON, "--fake-node", FAKE_NODE, "--receiver", RECEIVER]
     results["kube_agent"] = json.loads(run_group(cmd))
     results["kube_agent"]["bench_command"] = " ".join(cmd)
-    results["durations"] = {"total_s": time.time() - started, "kubernetes_s": time.time() - kube_started}
+    kube_ended = time.time()
+
+    # 8 to 10. Trace correlation: BPF cost of the thread context, the writer, the reader.
+    run_trace_sections(results, work)
+    results["durations"] = {"total_s": time.time() - started, "kubernetes_s": kube_ended - kube_started}
 
     shutil.rmtree(work, ignore_errors=True)
     write_markdown(results)
@@ -472,8 +512,8 @@ def write_markdown(r):
     lines += outage_section(r["outage_http"], r["outage_grpc"], r["outage_baseline"], r["outage_http_mmap"])
     lines += kubernetes_section(r["kube_cache"], r["kube_latency"], r["kube_requests"], r["load_before_kubernetes"])
     lines += agent_node_section(r["kube_agent"], r["load_before_agent"])
-    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
-        f.write("\n".join(lines))
+    lines += trace_markdown(r)
+    write_benchmarks(lines, header_from_this_run=True)
 
 
 def kib(n):
@@ -931,6 +971,456 @@ def agent_node_section(k, load):
         "",
         f"Commands: `{show(k['command'])}` (started by `{show(k['bench_command'])}`); "
         + (f"`{show(p['command'])}`." if p else "no perf peer."),
+        "",
+    ]
+
+
+# MARK: sections 8 to 10, trace correlation (OTEP 4947 thread context, OTEP 4719 process context)
+
+WRITER_DIR = os.path.join(ROOT, "Sources", "CContextPublisher")
+WRITER_C = os.path.join(WRITER_DIR, "otel_context.c")
+WRITER_INCLUDE = os.path.join(WRITER_DIR, "include")
+TRACE = ({"bpf_seconds": 6, "frequency": 999, "writer_iterations": 1_000_000, "writer_repeats": 3,
+          "publishers": 500, "read_seconds": 3, "read_rounds": 3}
+         if QUICK else
+         {"bpf_seconds": 20, "frequency": 999, "writer_iterations": 10_000_000, "writer_repeats": 7,
+          "publishers": 500, "read_seconds": 15, "read_rounds": 3})
+# The burner's span record attributes (key index = position): 60 bytes of entries.
+THREAD_ATTRIBUTES = ["GET", "/api/v1/orders/{id}", "tenant-4711", "eu-west-1b", "premium"]
+THREAD_RECORD_HEADER = 28
+
+# Section 1's burner, with a span record attached to its thread while it burns.
+CONTEXT_BURNER = r"""
+#include <stdint.h>
+#include <string.h>
+#include "otel_context.h"
+static volatile uint64_t sink;
+__attribute__((noinline)) static void leaf(int n) { for (int i = 0; i < n; i++) sink = sink * 31 + i; }
+__attribute__((noinline)) static void mid(int depth) { if (depth == 0) leaf(100000); else mid(depth - 1); }
+static const char *const values[] = {VALUES};
+int main(void)
+{
+	static otel_thread_record record;
+	static const uint8_t trace_id[16] = {0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6,
+					     0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36};
+	static const uint8_t span_id[8] = {0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7};
+	otel_thread_record_init(&record, trace_id, span_id, 1);
+	for (unsigned i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+		if (!otel_thread_record_add_attribute(&record, (uint8_t)i, values[i], strlen(values[i])))
+			return 1;
+	otel_thread_ctx_set(&record);
+	for (;;) mid(20);
+}
+""".replace("VALUES", ", ".join(json.dumps(v) for v in THREAD_ATTRIBUTES))
+
+# publisher N: forks N children; each publishes its own process context (a replica of a checkout
+# service) and sleeps. Prints "PID PAYLOAD_BYTES RC" per child, then "ready N".
+PUBLISHER = r"""
+#define _GNU_SOURCE
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include "otel_context.h"
+int main(int argc, char **argv)
+{
+	int n = argc > 1 ? atoi(argv[1]) : 1;
+	int ready[2];
+	if (pipe(ready) != 0) { perror("pipe"); return 1; }
+	pid_t parent = getpid();
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid < 0) { perror("fork"); return 1; }
+		if (pid > 0) continue;
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent) _exit(0);
+		close(ready[0]);
+		char instance[64], host[64];
+		snprintf(instance, sizeof instance, "checkout-7d9f8b6c5-%05d", i);
+		if (gethostname(host, sizeof host) != 0) strcpy(host, "localhost");
+		host[sizeof host - 1] = 0;
+		const otel_kv resource[] = {
+			{"service.name", "checkout"}, {"service.version", "1.4.2"}, {"service.namespace", "shop"},
+			{"service.instance.id", instance}, {"deployment.environment.name", "prod"},
+			{"host.name", host}, {"telemetry.sdk.name", "opentelemetry"},
+			{"telemetry.sdk.language", "cpp"}, {"telemetry.sdk.version", "1.21.0"},
+		};
+		const char *const keys[] = {"http.route", "http.request.method", "user.id"};
+		int rc = otel_process_context_publish(resource, sizeof resource / sizeof resource[0], NULL, 0, keys, 3);
+		const otel_process_context_header *header = otel_process_context_mapping();
+		char line[64];
+		int length = snprintf(line, sizeof line, "%d %u %d\n", (int)getpid(), header ? header->payload_size : 0, rc);
+		if (write(ready[1], line, (size_t)length) != length) _exit(1);
+		close(ready[1]);
+		for (;;) pause();
+	}
+	close(ready[1]);
+	FILE *lines = fdopen(ready[0], "r");
+	char line[64];
+	int got = 0;
+	while (got < n && lines && fgets(line, sizeof line, lines)) {
+		fputs(line, stdout);
+		got++;
+	}
+	printf("ready %d\n", got);
+	fflush(stdout);
+	for (;;) pause();
+}
+"""
+
+
+def run_trace_sections(results, work):
+    """Runs the selected sections of 8 to 10 into results."""
+    if 8 in SELECTED:
+        results["thread_context_bpf"] = thread_context_bpf(work)
+    if 9 in SELECTED:
+        results["load_before_writer"] = os.getloadavg()
+        cmd = [BENCH, "writer-cost", "--iterations", str(TRACE["writer_iterations"]),
+               "--repeats", str(TRACE["writer_repeats"])]
+        results["writer"] = json.loads(run_measured(cmd)[4])
+        results["writer"]["command"] = " ".join(cmd)
+    if 10 in SELECTED:
+        results["context_read"] = context_read(work)
+
+
+def compile_c(argv):
+    subprocess.run(argv, check=True)
+    return " ".join(argv)
+
+
+def thread_context_bpf(work):
+    """Section 8: the BPF program with and without the burners' thread context located, for
+    three builds of the writer."""
+    load = os.getloadavg()
+    source = os.path.join(work, "context-burner.c")
+    with open(source, "w") as f:
+        f.write(CONTEXT_BURNER)
+    burner = ["cc", "-O1", "-fno-omit-frame-pointer", f"-I{WRITER_INCLUDE}"]
+    builds = []
+    exe = os.path.join(work, "context-burner")
+    builds.append(("executable", "writer compiled into the executable, `-mtls-dialect=gnu2`, symbol exported", exe,
+                   [burner + ["-mtls-dialect=gnu2", "-o", exe, source, WRITER_C,
+                              "-Wl,--export-dynamic-symbol=otel_thread_ctx_v1"]]))
+    for key, dialect, name in (("tlsdesc", "gnu2", "shared library, `-mtls-dialect=gnu2` (TLSDESC)"),
+                               ("general_dynamic", "gnu", "shared library, `-mtls-dialect=gnu` (general dynamic)")):
+        library = f"otel_context_{key}"
+        exe = os.path.join(work, f"context-burner-{key}")
+        builds.append((key, name, exe, [
+            ["cc", "-O2", "-fPIC", "-shared", f"-mtls-dialect={dialect}", f"-I{WRITER_INCLUDE}",
+             "-o", os.path.join(work, f"lib{library}.so"), WRITER_C],
+            burner + ["-o", exe, source, f"-L{work}", f"-l{library}", f"-Wl,-rpath,{work}"],
+        ]))
+    runs = []
+    for key, name, exe, commands in builds:
+        compiled = [compile_c(c) for c in commands]
+        burners = [subprocess.Popen([exe]) for _ in range(os.cpu_count() or 2)]
+        try:
+            time.sleep(1)
+            base = [BENCH, "bpf-cost", "--seconds", str(TRACE["bpf_seconds"]), "--frequency", str(TRACE["frequency"]),
+                    "--thread-context", "alternate"]
+            cmd = base + [a for p in burners for a in ("--pid", str(p.pid))]
+            run = json.loads(run_measured(cmd)[4])
+        finally:
+            stop(burners)
+        run.update(key=key, name=name, compile=compiled,
+                   command=" ".join(base) + "".join(f" --pid P{i + 1}" for i in range(len(burners))))
+        runs.append(run)
+    return {"runs": runs, "burners": os.cpu_count() or 2, "load": load,
+            "attribute_bytes": sum(2 + len(v.encode()) for v in THREAD_ATTRIBUTES)}
+
+
+def context_read(work):
+    """Section 10: 500 publishing processes, the reader's lookups over them."""
+    load = os.getloadavg()
+    source = os.path.join(work, "publisher.c")
+    with open(source, "w") as f:
+        f.write(PUBLISHER)
+    exe = os.path.join(work, "publisher")
+    compiled = compile_c(["cc", "-O2", "-mtls-dialect=gnu2", f"-I{WRITER_INCLUDE}", "-o", exe, source, WRITER_C])
+    count = TRACE["publishers"]
+    # Its own process group: end_group ends the publisher and its children on every exit path
+    # (and each child dies with its parent: PR_SET_PDEATHSIG).
+    proc = subprocess.Popen([exe, str(count)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        pids, payloads = [], []
+        for line in proc.stdout:
+            if line.startswith("ready"):
+                break
+            pid, size, rc = line.split()
+            if rc != "0":
+                sys.exit(f"bench: publisher {pid}: otel_process_context_publish returned {rc}")
+            pids.append(pid)
+            payloads.append(int(size))
+        if len(pids) != count:
+            sys.exit(f"bench: {len(pids)} of {count} publishers started")
+        pids_file = os.path.join(work, "publishers.txt")
+        with open(pids_file, "w") as f:
+            f.write("\n".join(pids) + "\n")
+        with open(f"/proc/{pids[0]}/maps") as f:
+            maps_lines = len(f.read().splitlines())
+        cmd = [BENCH, "context-read", "--pids-file", pids_file, "--seconds", str(TRACE["read_seconds"]),
+               "--rounds", str(TRACE["read_rounds"])]
+        result = json.loads(run_measured(cmd)[4])
+    finally:
+        end_group(proc)
+    result.update(command=" ".join(cmd), compile=compiled, publisher_command=f"{exe} {count}", load=load,
+                  payload_bytes={"min": min(payloads), "max": max(payloads)}, maps_lines=maps_lines)
+    return result
+
+
+# A section measured without sections 1 to 7 says so in this line; the header lists such sections.
+SEPARATE_MARK = "Run on its own:"
+SEPARATE_HEADER = "Not from that run:"
+
+
+def split_sections(lines):
+    """(header, {number: lines}) of BENCHMARKS.md lines: a section starts at `## N. `."""
+    header, sections, current = [], {}, None
+    for line in lines:
+        match = re.match(r"## (\d+)\. ", line)
+        if match:
+            current = int(match.group(1))
+            sections[current] = []
+        (header if current is None else sections[current]).append(line)
+    return header, sections
+
+
+def write_benchmarks(lines, header_from_this_run):
+    """Writes the sections in lines into BENCHMARKS.md, keeping the sections of the file this
+    run did not measure (and its header, unless lines bring one)."""
+    path = os.path.join(ROOT, "BENCHMARKS.md")
+    old_header, old = ([], {})
+    if os.path.exists(path):
+        with open(path) as f:
+            old_header, old = split_sections(f.read().split("\n"))
+    new_header, new = split_sections(lines)
+    header = new_header if header_from_this_run else old_header
+    merged = dict(old)
+    merged.update(new)
+    separate = sorted(n for n, body in merged.items()
+                      if any(l.startswith(SEPARATE_MARK) for l in body) or (header_from_this_run and n not in new))
+    header = [l for l in header if not l.startswith(SEPARATE_HEADER)]
+    if separate:
+        names = ", ".join(str(n) for n in separate[:-1]) + (" and " if len(separate) > 1 else "") + str(separate[-1])
+        at = next((i + 1 for i, l in enumerate(header) if l.startswith("Every figure below")), min(3, len(header)))
+        header.insert(at, f"{SEPARATE_HEADER} section{'s' if len(separate) > 1 else ''} {names}, measured "
+                          "in a separate run of `hack/bench --only` (the section says when).")
+    with open(path, "w") as f:
+        f.write("\n".join(header + [l for n in sorted(merged) for l in merged[n]]))
+
+
+def trace_markdown(r):
+    """Sections 8 to 10, those this run measured."""
+    m = r["machine"]
+    own = []
+    if not SELECTED & CORE_SECTIONS:
+        only = sys.argv[sys.argv.index("--only") + 1]
+        own = [f"{SEPARATE_MARK} `hack/bench --only {only}{' --quick' if QUICK else ''}` on {m['date']} "
+               f"({m['cpus']} CPUs, {m['cpu']}, kernel {m['kernel']})."
+               + (" **Quick run: shortened durations, not for comparison.**" if QUICK else "")]
+    lines = []
+    if "thread_context_bpf" in r:
+        lines += thread_context_bpf_section(r["thread_context_bpf"], own)
+    if "writer" in r:
+        lines += writer_section(r["writer"], r["load_before_writer"], own)
+    if "context_read" in r:
+        lines += context_read_section(r["context_read"], own)
+    return lines
+
+
+def us(ns):
+    return f"{ns / 1000:.2f} us"
+
+
+def thread_context_bpf_section(t, own):
+    """Section 8: extra BPF cost per sample of reading the thread context."""
+    def share(side):
+        return side["submitted"] / side["runs"] if side["runs"] else 0
+
+    def extra_per_sample(x):
+        # Samples of other processes end at the pid filter in both states: the difference of
+        # the means comes from the burner samples alone.
+        n, l = x["not_located"], x["located"]
+        s = (share(n) + share(l)) / 2
+        return (l["mean_ns"] - n["mean_ns"]) / s if s else 0
+
+    def row(x):
+        n, l = x["not_located"], x["located"]
+        access = x["locations"][0]
+        where = (f"thread pointer {access['thread_pointer_offset']:+d}" if "thread_pointer_offset" in access
+                 else f"DTV module {access['dtv_module']}, +{access['dtv_offset']}")
+        return (f"| {x['name']} | {access['model']}: {where} | {n['runs']:,} / {l['runs']:,} | {us(n['median_ns'])} "
+                f"| {us(l['median_ns'])} | **{us(l['median_ns'] - n['median_ns'])}** | {us(extra_per_sample(x))} "
+                f"| {100 * share(n):.0f}% / {100 * share(l):.0f}% | {l['thread_contexts_found']:,} of {l['submitted']:,} "
+                f"(not located: {n['thread_contexts_found']}) | {l['thread_contexts_unreadable'] + n['thread_contexts_unreadable']} |")
+
+    runs = {x["key"]: x for x in t["runs"]}
+    recommended = [runs[k] for k in ("executable", "tlsdesc") if k in runs]
+    worst = max(extra_per_sample(x) for x in recommended) if recommended else 0
+    first = t["runs"][0]
+    found = sum(x["located"]["thread_contexts_found"] for x in t["runs"])
+    sent = sum(x["located"]["submitted"] for x in t["runs"])
+    unlocated_found = sum(x["not_located"]["thread_contexts_found"] for x in t["runs"])
+    return [
+        "## 8. Thread context: extra BPF cost per sample",
+        "",
+        *own,
+        "What reading a thread's span record (OTEP 4947) adds to the sampler's BPF program per sample.",
+        f"Load: {t['burners']} burners (section 1's: a 22-deep frame-pointer stack, one per CPU) linked with the writer",
+        "(`Sources/CContextPublisher/otel_context.c`), each keeping a caller-owned record attached",
+        f"(`otel_thread_ctx_set`) while it burns: ids, flags and {len(THREAD_ATTRIBUTES)} attributes of {t['attribute_bytes']} bytes, so "
+        f"{THREAD_RECORD_HEADER + t['attribute_bytes']} bytes are read per sample.",
+        "`nodeprof-bench bpf-cost --thread-context alternate` locates `otel_thread_ctx_v1` in each burner",
+        "(`ThreadContextLocation.locate`, the agent's code) and turns the program's entry for them",
+        "(`Sampler.setThreadContextAccess`) on and off every 500 ms window. Not located: the program's map",
+        "lookup misses and the sample goes without a record. Located: the thread pointer, the TLS variable",
+        "(through the DTV for general dynamic), the record's 28-byte header, its attributes, and a ring-buffer",
+        "record larger by as much. Costs as in section 1 (median of the window means of `run_time_ns / run_cnt`),",
+        f"each state over its own windows, at {first['frequency']} Hz for {first['seconds']} s per build. Samples of other processes",
+        "end at the `--pid` filter in both states but count as runs: \"burner share\" is the share of runs that",
+        "were burner samples, and the column before it divides the difference of the means by that share.",
+        load_note(t["load"]),
+        "",
+        "| writer build | access, as located | runs not located / located | median, not located | median, located "
+        "| extra (medians) | extra per burner sample (means) | burner share | records read (`threadContextsFound`) | unreadable |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[row(x) for x in t["runs"]],
+        "",
+        f"Target: at most 0.3 us extra per sample: {met(worst <= 300)} for the two `-mtls-dialect=gnu2` builds "
+        f"(at most {us(worst)} per burner sample). Records read: {found:,} of the {sent:,} samples sent while located",
+        f"({100 * found / sent if sent else 0:.1f}%; a window boundary can move a sample to the other state), none while not located",
+        f"({unlocated_found}). The legacy general-dynamic build adds two reads (the DTV pointer and its entry).",
+        "",
+        "Commands: " + "; ".join(f"`{show(c)}`" for x in t["runs"] for c in x["compile"]) + "; then for each build, "
+        f"with its burners running: `{show(first['command'])}` (P1, P2: the burners' pids).",
+        "",
+    ]
+
+
+def writer_section(w, load, own):
+    """Section 9: attach + detach of a span record on the writer's hot path."""
+    cases = {c["key"]: c for c in w["cases"]}
+    empty = cases["empty"]["median_ns"]
+    writer_keys = ["c_set_clear", "c_store_clear", "c_store_clear_attr", "c_build_store_clear_attr",
+                   "swift_set_clear", "swift_set_clear_attr", "swift_with_span_attr"]
+
+    def row(key, bold=True):
+        c = cases[key]
+        median = f"**{c['median_ns']:.1f} ns**" if bold else f"{c['median_ns']:.1f} ns"
+        return (f"| {c['name']} | {median} | {c['min_ns']:.1f} ... {c['max_ns']:.1f} ns "
+                f"| {c['median_ns'] - empty:.1f} ns | {c['wall_median_ns']:.1f} ns |")
+
+    short = {"c_set_clear": "C `set` + `clear`", "c_store_clear": "C `store` + `clear`",
+             "c_store_clear_attr": "C `store` + `clear` with an attribute",
+             "c_build_store_clear_attr": "C with the record built per span",
+             "swift_set_clear": "Swift `set` + `clear`", "swift_set_clear_attr": "Swift `set` + `clear` with an attribute",
+             "swift_with_span_attr": "Swift `withSpan` with an attribute"}
+    over = [f"{short[k]} ({cases[k]['median_ns']:.1f} ns)" for k in writer_keys if cases[k]["median_ns"] > 20]
+    checks = w["checks"]
+    return [
+        "## 9. Thread context: attach + detach on the writer's hot path",
+        "",
+        *own,
+        "What a traced application pays per span to publish it: attach a record to the calling thread, then",
+        f"detach it, {w['iterations']:,} times in a loop; the median of {w['repeats']} repetitions, the cases taking turns in each",
+        "(`nodeprof-bench writer-cost`, a release build). The C writer is compiled into that executable as",
+        "SwiftPM builds it for an application (`-mtls-dialect=gnu2`; the linker relaxes the TLS access to",
+        f"local exec). Records: ids and flags, with no attribute or one {w['attribute_bytes']}-byte attribute (`/users/{{id}}`);",
+        "the Swift rows attach a `ThreadSpan` built before the loop. Peer: a `pthread_key_t` slot used as a",
+        "TLS-key implementation would (get the previous value, set the record, set the previous value back).",
+        "Baseline: the same loop calling an empty non-inlined function. Times are the thread's CPU time",
+        "(`CLOCK_THREAD_CPUTIME_ID`) per iteration, so time spent waiting for a CPU is left out; the wall",
+        "time is beside them.",
+        load_note(load),
+        "",
+        "| per iteration | median (CPU time) | repetitions (min ... max) | minus the empty loop | median (wall) |",
+        "|---|---|---|---|---|",
+        *[row(k) for k in writer_keys],
+        row("pthread_key", bold=False),
+        row("empty", bold=False),
+        "",
+        "Target: at most 20 ns per attach + detach: "
+        + ("met by every row." if not over else
+           f"{met(False)} by {'; '.join(over)}; met by the other rows."),
+        "`ThreadContext.set` builds a zeroed 640-byte `otel_thread_record` on the stack and writes the span's",
+        "attributes from its dictionary before `otel_thread_ctx_store` copies the used bytes; `withSpan` also",
+        "reads what was attached before and restores it.",
+        "Checks, untimed, in the same process: "
+        + ("every way of attaching attached the record and every detach left none."
+           if all(checks.values()) else "**failed: " + ", ".join(k for k, v in checks.items() if not v) + "**."),
+        "",
+        f"Command: `{show(w['command'])}`.",
+        "",
+    ]
+
+
+def context_read_section(c, own):
+    """Section 10: reader throughput over 500 publishing processes."""
+    s, f, p = c["steady_state"], c["first_sight"], c["maps_read"]
+    rss = c["rss_kib"]
+    wu = c["warm_up"]
+
+    def row(name, x, reads):
+        errors = x.get("errors", sum(x["thrown"].values()))
+        return (f"| {name} | {x['operations']:,} | **{x['per_second']:,.0f}** | {x['us_per_operation']:.2f} us "
+                f"| {x['cpu_us_per_operation']:.2f} us | {reads} | {errors} |")
+
+    st, fs = s["statistics"], f["statistics"]
+    payload = c["payload_bytes"]
+    payload_text = (f"{payload['min']} bytes" if payload["min"] == payload["max"]
+                    else f"{payload['min']} to {payload['max']} bytes")
+    return [
+        f"## 10. Process context: reader throughput over {c['processes']} publishing processes",
+        "",
+        *own,
+        f"A C program forks {c['processes']} children; each publishes a process context with the writer",
+        "(`otel_process_context_publish`: resource `service.name`, `service.version`, `service.namespace`,",
+        "`service.instance.id`, `deployment.environment.name`, `host.name`, `telemetry.sdk.{name,language,version}`;",
+        f"a thread attribute key map of 3 keys; a payload of {payload_text}) and sleeps; each child's",
+        f"`/proc/PID/maps` has {c['maps_lines']} lines. `nodeprof-bench context-read` looks the contexts up with one",
+        "`ProcessContextReader` (the agent's), round-robin over the pids, "
+        f"{c['seconds_per_regime']:g} s per regime in {c['rounds']} rounds (the regimes take",
+        "turns):",
+        "",
+        "- steady state: every pid cached; a lookup reads the 32-byte header (`process_vm_readv`), finds the",
+        "  timestamp unchanged and answers from the cache;",
+        "- first sight: `forget(pid:)` before each lookup: read `/proc/PID/maps` and find `OTEL_CTX`, read the",
+        "  header and the payload, re-read the timestamp, decode;",
+        "- peer: read `/proc/PID/maps` whole (`FileContents.read`, where the maps scan starts), what any",
+        "  per-process scan pays.",
+        "",
+        "Rates are per wall-clock second of one thread; beside them, that thread's CPU time (user + system)",
+        "per lookup, which leaves out time spent waiting for a CPU.",
+        load_note(c["load"]),
+        "",
+        "| regime | lookups | per second | each (wall) | each (CPU time) | reads (reader statistics) | errors |",
+        "|---|---|---|---|---|---|---|",
+        row("steady state (cached)", s, f"{st['header_reads']:,} headers, {st['payload_reads']} payloads, "
+            f"{st['cache_hits']:,} cache hits"),
+        row("first sight (`forget` first)", f, f"{fs['header_reads']:,} headers, {fs['payload_reads']:,} payloads, "
+            f"{fs['reads']:,} decoded"),
+        row("peer: `/proc/PID/maps` read", p, f"{p['bytes_mean']:,.0f} bytes per read"),
+        "",
+        f"Errors are the reader's failure counters (torn, not published, bad header, unreadable memory, decode,",
+        f"process gone) plus lookups that threw; lookups without a context: {s['without_result'] + f['without_result']}. "
+        f"Before the timing every pid was",
+        f"looked up once: {wu['contexts_with_service_name']} of {c['processes']} contexts carried `service.name`, "
+        f"{wu['resource_attributes_mean']:.0f} resource attributes and a key map of",
+        f"{wu['key_map_entries_mean']:.0f} on average. RSS of the bench process: {rss['before'] / 1024:.1f} MiB before the first lookup, "
+        f"{rss['after_warm_up'] / 1024:.1f} MiB",
+        f"with the {c['cached_processes']} contexts cached, {rss['end'] / 1024:.1f} MiB at the end (peak {rss['peak'] / 1024:.1f} MiB).",
+        "",
+        f"In CPU time a cached lookup costs {s['cpu_us_per_operation'] / p['cpu_us_per_operation']:.2f} of a maps read, "
+        f"a lookup at first sight {f['cpu_us_per_operation'] / p['cpu_us_per_operation']:.1f} maps reads;",
+        f"{c['processes']} cached lookups take {c['processes'] * s['cpu_us_per_operation'] / 1000:.2f} ms of CPU, "
+        f"{c['processes']} at first sight {c['processes'] * f['cpu_us_per_operation'] / 1000:.1f} ms.",
+        "Maps of real applications are longer (shared libraries, heaps, thread stacks); the maps read and the",
+        "first-sight lookup grow with them, the cached lookup does not.",
+        "",
+        f"Commands: `{show(c['compile'])}`; `{show(c['publisher_command'])}` (its own process group, ended",
+        f"afterwards); `{show(c['command'])}`.",
         "",
     ]
 
