@@ -93,6 +93,8 @@ enum nodeprof_counter {
 	NODEPROF_COUNTER_INTERNAL_ERROR,	/* a "cannot happen" branch did: lost, and a bug */
 	NODEPROF_COUNTER_THREAD_CTX_FOUND,	/* submitted samples carrying a valid span record */
 	NODEPROF_COUNTER_THREAD_CTX_UNREADABLE, /* a located variable or record could not be read */
+	NODEPROF_COUNTER_THREAD_CTX_INVALID, /* a record was attached but its valid byte was not 1
+					      */
 	NODEPROF_COUNTER_MAX,
 };
 

@@ -129,8 +129,10 @@ static __always_inline __u32 nodeprof_read_thread_ctx(struct task_struct___nodep
 		return 0;
 	}
 	struct nodeprof_thread_record_header *header = (struct nodeprof_thread_record_header *)dst;
-	if (header->valid != 1) /* exactly 1 */
+	if (header->valid != 1) { /* exactly 1 */
+		count(NODEPROF_COUNTER_THREAD_CTX_INVALID);
 		return 0;
+	}
 	__u32 attrs = header->attrs_data_size & 0x3ff;
 	if (attrs > NODEPROF_THREAD_CTX_MAX_ATTRS)
 		attrs = NODEPROF_THREAD_CTX_MAX_ATTRS;

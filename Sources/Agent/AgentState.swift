@@ -17,6 +17,8 @@ public final class AgentState: Sendable {
         public var samplingError: String?
         public var samplerCounters = SamplerCounters()
         public var samplesRecorded = 0
+        /// Process and thread context read by the sampling loop.
+        public var processContexts = ProcessContextStatistics()
         public var processesTracked = 0
         /// Windows handed to attribution and export, and windows dropped because export fell
         /// behind.

@@ -2,6 +2,7 @@ public import Export
 public import KubeMetadata
 public import Logging
 public import NodeprofCore
+import ProcessContext
 public import Profiles
 public import Sampling
 public import ServiceLifecycle
@@ -183,6 +184,52 @@ public final class NodeAgent: Sendable {
         }
     }
 
+    /// What was read of the process and thread context processes publish.
+    public static func processContextSamples(_ contexts: ProcessContextStatistics) -> [MetricSample] {
+        let reader = contexts.reader
+        var samples: [MetricSample] = [
+            .gauge(
+                "nodeprof_process_contexts", "Processes known to publish a process context (OTEP 4719).",
+                Double(contexts.processesWithContext))
+        ]
+        let lookups = [
+            ("read", reader.reads), ("unchanged", reader.cacheHits), ("none", reader.withoutContext),
+            ("bad_signature", reader.badSignature), ("bad_version", reader.badVersion), ("bad_size", reader.badSize),
+            ("not_published", reader.notPublished), ("torn", reader.torn), ("unreadable", reader.unreadableMemory),
+            ("decode_error", reader.decodeErrors), ("process_gone", reader.processesGone),
+        ]
+        for (result, count) in lookups {
+            samples.append(
+                .counter(
+                    "nodeprof_process_context_lookups_total",
+                    "Process-context lookups by result: read (payload decoded), unchanged (header only), none (no OTEL_CTX mapping), or why the context was refused.",
+                    count, labels: [("result", result)]))
+        }
+        for (result, count) in [
+            ("located", contexts.threadContextsLocated), ("unsupported", contexts.locateFailures),
+            ("map_update_failed", contexts.mapUpdateFailures),
+        ] {
+            samples.append(
+                .counter(
+                    "nodeprof_thread_context_processes_total",
+                    "Processes that announced thread context (OTEP 4947), by whether the sampler could follow their TLS variable.",
+                    count, labels: [("result", result)]))
+        }
+        for (result, count) in [("decoded", contexts.recordsDecoded), ("invalid", contexts.recordsInvalid)] {
+            samples.append(
+                .counter(
+                    "nodeprof_thread_context_records_total",
+                    "Span records received from the sampler, by decoding result.",
+                    count, labels: [("result", result)]))
+        }
+        samples.append(
+            .counter(
+                "nodeprof_thread_context_key_map_refreshes_total",
+                "Process contexts read again because a span record used an attribute key index beyond the known map.",
+                contexts.keyMapRefreshes))
+        return samples
+    }
+
     func metricSamples(exporter: OTLPExporter, podCache: PodCache?, podWatch: PodWatchService?) async -> [MetricSample]
     {
         let snapshot = state.snapshot
@@ -210,6 +257,10 @@ public final class NodeAgent: Sendable {
                 "nodeprof_thread_context_unreadable_total",
                 "Located thread-context variables or span records the BPF program could not read.",
                 counters.threadContextsUnreadable),
+            .counter(
+                "nodeprof_thread_context_invalid_total",
+                "Samples whose thread had a span record attached that was not marked valid (sent without a span).",
+                counters.threadContextsInvalid),
             .counter("nodeprof_windows_total", "Profiles (export windows) closed.", snapshot.windowsClosed),
             .counter(
                 "nodeprof_windows_dropped_total", "Profiles dropped because export fell behind.",
@@ -217,6 +268,7 @@ public final class NodeAgent: Sendable {
             .gauge("nodeprof_processes_tracked", "Processes the symbolizer tracks.", Double(snapshot.processesTracked)),
             .gauge("nodeprof_up", "1 while the sampler runs.", snapshot.samplerRunning ? 1 : 0),
         ]
+        samples += Self.processContextSamples(snapshot.processContexts)
         for (target, processes, count) in [
             ("pod", snapshot.processesAttributedToPods, snapshot.samplesAttributedToPods),
             ("container", snapshot.processesAttributedToContainersOnly, snapshot.samplesAttributedToContainersOnly),

@@ -1,5 +1,5 @@
 import NodeprofCore
-import ProcessContext
+public import ProcessContext
 import Sampling
 
 /// What instrumented processes publish, for a recording: their process context (resource
@@ -11,21 +11,21 @@ import Sampling
 /// its context is unchanged (the reader caches by publication time), so a republished context
 /// is seen within a window. A process without one is looked at again every 30 s.
 final class ProcessContexts {
-    struct Statistics: Sendable, Hashable {
-        var processesWithContext = 0
-        var threadContextsLocated = 0
-        var locateFailures = 0
-        var mapUpdateFailures = 0
-        var recordsDecoded = 0
-        var recordsInvalid = 0
-    }
-
     private let reader = ProcessContextReader()
+    /// Reads each module file once across processes (a fleet of one image costs one parse).
+    private let locator = ThreadContextLocator()
     /// Per pid: the key map of its context, and whether its TLS variable was handed to BPF.
     private var known: [Int32: Entry] = [:]
     /// When each process last had no context to read (monotonic ns).
     private var withoutContext: [Int32: UInt64] = [:]
-    private(set) var statistics = Statistics()
+    private var counts = ProcessContextStatistics()
+    /// What was read and found so far.
+    var statistics: ProcessContextStatistics {
+        var statistics = counts
+        statistics.reader = reader.statistics
+        statistics.processesWithContext = known.count
+        return statistics
+    }
     static let maximumProcesses = 16_384
     /// How often a process without a context is looked at again.
     static let rescanNanos: UInt64 = 30_000_000_000
@@ -63,21 +63,20 @@ final class ProcessContexts {
             !entry.locateFailed
         {
             do {
-                let location = try ThreadContextLocation.locate(pid: pid)
+                let location = try locator.locate(pid: pid)
                 try sampler.setThreadContextAccess(location.access, pid: pid)
                 entry.located = true
-                statistics.threadContextsLocated += 1
+                counts.threadContextsLocated += 1
             } catch is SamplerError {
-                statistics.mapUpdateFailures += 1
+                counts.mapUpdateFailures += 1
                 entry.locateFailed = true
             } catch {
                 // Not loaded yet, or a model this reader does not follow: tried again only
                 // when the process republishes (a new entry).
-                statistics.locateFailures += 1
+                counts.locateFailures += 1
                 entry.locateFailed = true
             }
         }
-        if known[pid] == nil { statistics.processesWithContext += 1 }
         known[pid] = entry
         return context.resource + context.attributes
     }
@@ -92,13 +91,14 @@ final class ProcessContexts {
         {
             entry.keyMap = context.attributeKeyMap ?? entry.keyMap
             entry.refreshed = true
+            counts.keyMapRefreshes += 1
             known[pid] = entry
         }
         guard let context = TraceContext(record: record, keyMap: entry.keyMap) else {
-            statistics.recordsInvalid += 1
+            counts.recordsInvalid += 1
             return nil
         }
-        statistics.recordsDecoded += 1
+        counts.recordsDecoded += 1
         return context
     }
 
@@ -116,4 +116,27 @@ final class ProcessContexts {
         }
         return largest
     }
+}
+
+/// What a recording read of the contexts processes publish: the reader's counts (lookups,
+/// reads, every way a context was refused) and what became of thread context.
+public struct ProcessContextStatistics: Sendable, Hashable {
+    /// Lookups, reads and refusals by reason (``ProcessContextReader/Statistics``).
+    public var reader = ProcessContextReader.Statistics()
+    /// Processes currently known to publish a context.
+    public var processesWithContext = 0
+    /// Processes whose `otel_thread_ctx_v1` was located and handed to the BPF sampler.
+    public var threadContextsLocated = 0
+    /// Processes that announced thread context but whose variable could not be located or
+    /// uses a TLS model the sampler does not follow (TLSDESC resolved to dynamic TLS).
+    public var locateFailures = 0
+    /// The BPF map refused the process's entry.
+    public var mapUpdateFailures = 0
+    /// Span records decoded, and records refused (no trace id, too short).
+    public var recordsDecoded = 0
+    public var recordsInvalid = 0
+    /// Contexts read again because a record used a key index beyond the known map.
+    public var keyMapRefreshes = 0
+
+    public init() {}
 }

@@ -22,6 +22,8 @@ public struct RecordingProgress: Sendable {
     public var lost: UInt64
     /// The sampler's counters at this moment (nil when they could not be read).
     public var counters: SamplerCounters?
+    /// Process and thread context read so far.
+    public var processContexts: ProcessContextStatistics
 }
 
 /// What a finished recording produced.
@@ -33,6 +35,8 @@ public struct RecordingResult: Sendable {
     public var samplesWithCutStacks: Int
     /// True when the recording ended early because a stop was requested.
     public var stoppedEarly: Bool
+    /// Process and thread context read (OTEP 4719, 4947).
+    public var processContexts: ProcessContextStatistics
 }
 
 /// `nodeprof record`: samples for a duration, symbolizes each sample as it arrives (while
@@ -152,11 +156,13 @@ public final class Recording {
                         elapsedSeconds: Double(now - started) / 1e9, plannedSeconds: durationSeconds,
                         samples: samplesRecorded,
                         processes: symbolizer.statistics.processesTracked, lost: counters?.lostRingBufferFull ?? 0,
-                        counters: counters))
+                        counters: counters, processContexts: contexts.statistics))
             }
         }
-        // Samples already in the ring buffer belong to the recording window: drain them.
-        while try sampler.poll(timeoutMilliseconds: 0, consume) > 0 {}
+        // Samples already in the ring buffer belong to the recording window: drain them, for
+        // at most 2 s (a consumer slower than the producers would never see it empty).
+        let drainDeadline = monotonicNanoseconds() &+ 2_000_000_000
+        while try sampler.poll(timeoutMilliseconds: 0, consume) > 0, monotonicNanoseconds() < drainDeadline {}
 
         let last = try closeWindow()
         let counters = countersAtWindowStart  // read by closeWindow, as the recording ended
@@ -176,7 +182,8 @@ public final class Recording {
         let stats = symbolizer.statistics
         return RecordingResult(
             profile: profile, counters: counters, symbolization: stats,
-            samplesWithCutStacks: samplesWithCutStacks, stoppedEarly: stop.isStopped)
+            samplesWithCutStacks: samplesWithCutStacks, stoppedEarly: stop.isStopped,
+            processContexts: contexts.statistics)
     }
 
     private static func recordDrops(_ counters: SamplerCounters, in profile: inout Profile) {

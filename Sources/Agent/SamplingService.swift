@@ -102,6 +102,7 @@ public final class SamplingService: Service, Sendable {
                     $0.samplesRecorded = progress.samples
                     $0.processesTracked = progress.processes
                     if let counters = progress.counters { $0.samplerCounters = counters }
+                    $0.processContexts = progress.processContexts
                 }
             })
     }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,6 +25,9 @@ struct nodeprof_sampler {
 	struct ring_buffer *ring;
 	nodeprof_sample_fn consumer;
 	void *consumer_context;
+	int delivered; /* records handed to the consumer in the current poll */
+	uint64_t
+		consume_deadline; /* CLOCK_MONOTONIC ns at which the current poll stops consuming */
 	int perf_fds[NODEPROF_MAX_CPUS];
 	struct bpf_link *links[NODEPROF_MAX_CPUS];
 	int attached;
@@ -214,10 +218,33 @@ int nodeprof_sampler_attach_cpu(struct nodeprof_sampler *sampler, int cpu, uint6
 	return 0;
 }
 
+/* Most records one poll hands over, and longest it spends handing them over: a consumer slower
+ * than the producers would otherwise stay in libbpf's loop for as long as records keep coming,
+ * and never get back to its own work (closing windows, stopping on time). */
+#define NODEPROF_POLL_BUDGET 8192
+#define NODEPROF_POLL_CONSUME_NS 100000000ull
+static uint64_t nodeprof_monotonic_ns(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+}
+
+/* What the callback returns to make libbpf stop (it keeps the record just delivered). */
+#define NODEPROF_BUDGET_SPENT (-ECANCELED)
+
 static int nodeprof_ring_callback(void *context, void *data, size_t size)
 {
 	struct nodeprof_sampler *sampler = context;
-	return sampler->consumer(sampler->consumer_context, data, size);
+	int rc = sampler->consumer(sampler->consumer_context, data, size);
+	if (rc < 0)
+		return rc;
+	sampler->delivered++;
+	if (sampler->delivered >= NODEPROF_POLL_BUDGET)
+		return NODEPROF_BUDGET_SPENT;
+	if (sampler->delivered % 16 == 0 && nodeprof_monotonic_ns() >= sampler->consume_deadline)
+		return NODEPROF_BUDGET_SPENT;
+	return 0;
 }
 
 int nodeprof_sampler_set_consumer(struct nodeprof_sampler *sampler, nodeprof_sample_fn fn,
@@ -243,13 +270,19 @@ int nodeprof_sampler_poll(struct nodeprof_sampler *sampler, int timeout_ms)
 		return -EINVAL;
 	/* The program wakes us only when the ring fills up (config.wakeup_bytes), so after the
 	 * wait (woken or timed out) always consume whatever is there. */
+	sampler->delivered = 0;
+	/* The whole call: the wait (at most timeout_ms) and then at most 100 ms of records. */
+	sampler->consume_deadline = nodeprof_monotonic_ns() + NODEPROF_POLL_CONSUME_NS +
+				    (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000ull : 0);
 	int n = ring_buffer__poll(sampler->ring, timeout_ms);
+	if (n == NODEPROF_BUDGET_SPENT)
+		return sampler->delivered;
 	if (n < 0 && n != -EINTR)
 		return n;
 	int more = ring_buffer__consume(sampler->ring);
-	if (more < 0)
+	if (more < 0 && more != NODEPROF_BUDGET_SPENT)
 		return more;
-	return (n > 0 ? n : 0) + more;
+	return sampler->delivered;
 }
 
 int nodeprof_sampler_read_counters(const struct nodeprof_sampler *sampler, uint64_t *out)

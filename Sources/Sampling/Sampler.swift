@@ -62,6 +62,9 @@ public struct SamplerCounters: Sendable, Hashable {
     public var threadContextsFound: UInt64 = 0
     /// Located thread-context variables or records the program could not read.
     public var threadContextsUnreadable: UInt64 = 0
+    /// Samples whose thread had a record attached that was not marked valid (valid byte not 1):
+    /// sent without a span.
+    public var threadContextsInvalid: UInt64 = 0
     /// Records received from the ring buffer.
     public var received: UInt64 = 0
     /// Records rejected while decoding (wrong size or version).
@@ -82,6 +85,7 @@ public struct SamplerCounters: Sendable, Hashable {
         delta.internalErrors = internalErrors &- earlier.internalErrors
         delta.threadContextsFound = threadContextsFound &- earlier.threadContextsFound
         delta.threadContextsUnreadable = threadContextsUnreadable &- earlier.threadContextsUnreadable
+        delta.threadContextsInvalid = threadContextsInvalid &- earlier.threadContextsInvalid
         delta.received = received &- earlier.received
         delta.malformedRecords = malformedRecords &- earlier.malformedRecords
         return delta
@@ -227,6 +231,7 @@ public final class Sampler {
         c.internalErrors = values[Int(NODEPROF_COUNTER_INTERNAL_ERROR.rawValue)]
         c.threadContextsFound = values[Int(NODEPROF_COUNTER_THREAD_CTX_FOUND.rawValue)]
         c.threadContextsUnreadable = values[Int(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE.rawValue)]
+        c.threadContextsInvalid = values[Int(NODEPROF_COUNTER_THREAD_CTX_INVALID.rawValue)]
         c.received = drain.received
         c.malformedRecords = drain.malformed
         return c

@@ -1,5 +1,6 @@
 import NodeprofCore
 import ProcessContext
+import TestSupport
 import Testing
 
 @Suite struct PayloadDecoderTests {

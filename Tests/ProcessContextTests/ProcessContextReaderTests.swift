@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import NodeprofCore
 import ProcessContext
+import TestSupport
 import Testing
 
 /// The reader against real processes publishing by hand (memfd named `OTEL_CTX`; on kernels

@@ -21,8 +21,10 @@ import Testing
 
     static let functions = ["spanAWork", "spanBWork", "idleWork"]
 
-    static func observations(_ profile: Profile) -> [Observation] {
-        profile.samples.compactMap { sample in
+    static func observations(_ profile: Profile) -> [Observation] { observations(profile.samples) }
+
+    static func observations(_ samples: some Sequence<SymbolizedSample>) -> [Observation] {
+        samples.compactMap { sample in
             // Demangled Swift names: `span_demo.spanAWork(Swift.Int, inout Swift.UInt64) -> ()`.
             guard
                 let function = sample.frames.compactMap(\.function).lazy.compactMap({ name in

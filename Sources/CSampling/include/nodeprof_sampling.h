@@ -46,7 +46,8 @@ int nodeprof_sampler_attach_cpu(struct nodeprof_sampler *sampler, int cpu, uint6
 int nodeprof_sampler_set_consumer(struct nodeprof_sampler *sampler, nodeprof_sample_fn fn,
 				  void *context);
 
-/* Waits up to timeout_ms for records and drains them. Returns records consumed or -errno. */
+/* Waits up to timeout_ms for records and drains them: at most 8192 records and about 100 ms
+ * of consuming per call (call again to go on). Returns records consumed or -errno. */
 int nodeprof_sampler_poll(struct nodeprof_sampler *sampler, int timeout_ms);
 
 /* Sums the per-CPU counters into out[NODEPROF_COUNTER_MAX]. */

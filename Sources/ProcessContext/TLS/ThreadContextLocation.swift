@@ -37,10 +37,44 @@ public enum ThreadContextLocationError: Error, Sendable, Hashable, CustomStringC
 extension ThreadContextLocation {
     /// Finds `otel_thread_ctx_v1` among the process's file-backed modules and resolves its
     /// access from the GOT slots the dynamic linker filled (read from the process's memory).
-    /// Modules are read through `/proc/PID/root`, so paths inside containers work.
+    /// Modules are read through `/proc/PID/root`, so paths inside containers work. To locate
+    /// it in many processes, keep a ``ThreadContextLocator``: it reads each file once.
     public static func locate(pid: Int32, procRoot: String = "/proc") throws(ThreadContextLocationError)
         -> ThreadContextLocation
     {
+        try ThreadContextLocator(procRoot: procRoot).locate(pid: pid)
+    }
+}
+
+/// Locates thread context in many processes, reading each module file once: what a file
+/// holds (by device, inode and path) is remembered, so processes sharing an executable and its
+/// libraries cost a maps read and a GOT read each. Not thread-safe: use it from one thread.
+public final class ThreadContextLocator {
+    private struct FileKey: Hashable {
+        var deviceMajor: UInt32
+        var deviceMinor: UInt32
+        var inode: UInt64
+        var path: String
+    }
+    /// The variable as a module file declares it, and the file's virtual address at offset 0.
+    private struct FileSymbol {
+        var symbol: ThreadContextSymbol
+        var baseVirtualAddress: UInt64
+    }
+    /// Nil value: the file was read and neither defines nor uses the variable.
+    private var files: [FileKey: FileSymbol?] = [:]
+    private let procRoot: String
+    /// Files remembered at most; beyond it the memory starts afresh.
+    public static let capacity = 4096
+    /// Module files parsed (cache misses), for statistics and tests.
+    public private(set) var filesRead = 0
+
+    public init(procRoot: String = "/proc") {
+        self.procRoot = procRoot
+    }
+
+    /// Where the threads of `pid` find their `otel_thread_ctx_v1`.
+    public func locate(pid: Int32) throws(ThreadContextLocationError) -> ThreadContextLocation {
         let maps: ProcessMaps
         do {
             maps = ProcessMaps(parsing: try FileContents.read("\(procRoot)/\(pid)/maps", limit: 64 << 20))
@@ -48,22 +82,53 @@ extension ThreadContextLocation {
             throw .unreadable("cannot read the maps of process \(pid): \(error)")
         }
         var seen: Set<String> = []
-        var candidates: [(path: String, file: ELFFile, symbol: ThreadContextSymbol, mapping: MemoryMapping)] = []
+        var candidates: [(path: String, found: FileSymbol, mapping: MemoryMapping)] = []
         for mapping in maps.mappings where mapping.isFileBacked && mapping.offset == 0 {
             guard seen.insert(mapping.path).inserted else { continue }
-            guard let file = try? ELFFile(path: "\(procRoot)/\(pid)/root\(mapping.path)"),
-                let symbol = try? ThreadContextSymbol.locate(in: file), symbol.accessModel != nil
-            else { continue }
-            candidates.append((mapping.path, file, symbol, mapping))
+            guard let found = symbol(of: mapping, pid: pid) else { continue }
+            candidates.append((mapping.path, found, mapping))
         }
         // Prefer the module that defines the variable; any user of it reaches the same one.
         guard
-            let chosen = candidates.first(where: { $0.symbol.offsetInBlock != nil && !$0.symbol.relocations.isEmpty })
-                ?? candidates.first(where: { $0.symbol.offsetInBlock != nil }) ?? candidates.first,
-            let model = chosen.symbol.accessModel
+            let chosen = candidates.first(where: {
+                $0.found.symbol.offsetInBlock != nil && !$0.found.symbol.relocations.isEmpty
+            })
+                ?? candidates.first(where: { $0.found.symbol.offsetInBlock != nil }) ?? candidates.first,
+            let model = chosen.found.symbol.accessModel
         else { throw .notFound }
-        let bias = chosen.mapping.start &- (chosen.file.virtualAddress(forFileOffset: 0) ?? 0)
+        return try Self.resolve(
+            pid: pid, path: chosen.path, symbol: chosen.found.symbol, model: model,
+            bias: chosen.mapping.start &- chosen.found.baseVirtualAddress)
+    }
 
+    /// What `mapping`'s file declares about the variable (nil: nothing), read once per file.
+    private func symbol(of mapping: MemoryMapping, pid: Int32) -> FileSymbol? {
+        let key = FileKey(
+            deviceMajor: mapping.deviceMajor, deviceMinor: mapping.deviceMinor, inode: mapping.inode,
+            path: mapping.path)
+        // Inode 0 (a deleted or synthetic file) identifies nothing: never remembered.
+        if mapping.inode != 0, let known = files[key] { return known }
+        filesRead += 1
+        var found: FileSymbol?
+        if let file = try? ELFFile(path: "\(procRoot)/\(pid)/root\(mapping.path)"),
+            let symbol = try? ThreadContextSymbol.locate(in: file), symbol.accessModel != nil
+        {
+            found = FileSymbol(symbol: symbol, baseVirtualAddress: file.virtualAddress(forFileOffset: 0) ?? 0)
+        }
+        if mapping.inode != 0 {
+            if files.count >= Self.capacity { files.removeAll(keepingCapacity: true) }
+            files[key] = found
+        }
+        return found
+    }
+}
+
+extension ThreadContextLocator {
+    /// The access for `model`, from the GOT slots of the chosen module (loaded at `bias`).
+    private static func resolve(
+        pid: Int32, path: String, symbol: ThreadContextSymbol, model: TLSAccessModel, bias: UInt64
+    ) throws(ThreadContextLocationError) -> ThreadContextLocation {
+        let chosen = (path: path, symbol: symbol)
         func slot(_ model: TLSAccessModel) -> UInt64? {
             chosen.symbol.relocations.first { $0.model == model }.map { bias &+ $0.slotAddress }
         }

@@ -1,10 +1,9 @@
-import Foundation
+public import Foundation
 import Glibc
-import TestSupport
 
 /// A tiny protobuf encoder for test payloads (the decoder under test is the only reader).
-enum Proto {
-    static func varint(_ value: UInt64) -> [UInt8] {
+public enum Proto {
+    public static func varint(_ value: UInt64) -> [UInt8] {
         var value = value
         var out: [UInt8] = []
         while value >= 0x80 {
@@ -14,21 +13,21 @@ enum Proto {
         out.append(UInt8(value))
         return out
     }
-    static func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] {
+    public static func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] {
         varint(UInt64(number << 3 | 2)) + varint(UInt64(bytes.count)) + bytes
     }
-    static func string(_ value: String) -> [UInt8] { field(1, Array(value.utf8)) }
-    static func array(_ values: [[UInt8]]) -> [UInt8] { field(5, values.flatMap { field(1, $0) }) }
-    static func keyValue(_ key: String, _ anyValue: [UInt8]) -> [UInt8] {
+    public static func string(_ value: String) -> [UInt8] { field(1, Array(value.utf8)) }
+    public static func array(_ values: [[UInt8]]) -> [UInt8] { field(5, values.flatMap { field(1, $0) }) }
+    public static func keyValue(_ key: String, _ anyValue: [UInt8]) -> [UInt8] {
         field(1, Array(key.utf8)) + field(2, anyValue)
     }
     /// ProcessContext { resource { attributes }, attributes }.
-    static func context(resource: [[UInt8]], attributes: [[UInt8]]) -> [UInt8] {
+    public static func context(resource: [[UInt8]], attributes: [[UInt8]]) -> [UInt8] {
         field(1, resource.flatMap { field(1, $0) }) + attributes.flatMap { field(2, $0) }
     }
 
     /// The payload of the brief: checkout 1.4.2 in prod, with thread-context reference data.
-    static func checkout(name: String = "checkout", version: String = "1.4.2") -> [UInt8] {
+    public static func checkout(name: String = "checkout", version: String = "1.4.2") -> [UInt8] {
         context(
             resource: [keyValue("service.name", string(name)), keyValue("service.version", string(version))],
             attributes: [
@@ -38,7 +37,7 @@ enum Proto {
             ])
     }
 
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+    public static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 }
 
 /// C program publishing a process context by hand per the writer protocol. Modes (argv[1]):
@@ -46,6 +45,8 @@ enum Proto {
 /// badsig, version99, size0, size4g, badptr, stuck0, small: hostile headers;
 /// writer HEX HEX2 (same length): a thread rewrites the payload in place continuously;
 /// fork N HEX: N children each publish HEX and print `pid=<pid>`.
+/// With PUBLISHER_BURN=BUSY_MS:PERIOD_MS in the environment, every process (children too)
+/// burns CPU BUSY_MS of every PERIOD_MS once published, so a profiler samples it.
 let publisherSource = #"""
     #define _GNU_SOURCE
     #include <pthread.h>
@@ -107,6 +108,24 @@ let publisherSource = #"""
 
     static void on_usr1(int sig) { (void)sig; republish = 1; }
 
+    static long burn_busy_ms, burn_period_ms;
+    static volatile uint64_t burn_sink;
+
+    /* Sleeps about 1 ms, or burns CPU (PUBLISHER_BURN=BUSY:PERIOD) for BUSY of every PERIOD ms. */
+    static void idle_or_burn(void) {
+        if (burn_period_ms <= 0) { usleep(1000); return; }
+        uint64_t period = (uint64_t)burn_period_ms * 1000000ull;
+        /* Each process at its own phase: publishers forked together do not all burn at once. */
+        uint64_t phase = (now_ns() + (uint64_t)getpid() * 7919ull * 1000000ull) % period;
+        if (phase < (uint64_t)burn_busy_ms * 1000000ull) {
+            for (int i = 0; i < 100000; i++) burn_sink += (uint64_t)i * 2654435761u;
+        } else {
+            /* Until the next busy phase: hundreds of publishers waking every millisecond
+             * would load the scheduler more than their work. A signal cuts the sleep short. */
+            usleep((useconds_t)((period - phase) / 1000));
+        }
+    }
+
     static uint8_t *variant_a, *variant_b, *live;
     static uint32_t variant_size;
 
@@ -127,6 +146,8 @@ let publisherSource = #"""
 
     int main(int argc, char **argv) {
         setvbuf(stdout, NULL, _IOLBF, 0);
+        const char *burn = getenv("PUBLISHER_BURN");
+        if (burn) sscanf(burn, "%ld:%ld", &burn_busy_ms, &burn_period_ms);
         const char *mode = argc > 1 ? argv[1] : "valid";
         uint32_t size = 0;
         uint8_t *payload = unhex(argc > 2 ? argv[2] : "0a00", &size);
@@ -173,6 +194,7 @@ let publisherSource = #"""
                 if (pid == 0) {
                     prctl(PR_SET_PDEATHSIG, SIGKILL);
                     publish(2, payload, size, now_ns());
+                    if (burn_period_ms > 0) for (;;) idle_or_burn();
                     for (;;) pause();
                 }
                 if (pid < 0) { perror("fork"); return 3; }
@@ -182,7 +204,7 @@ let publisherSource = #"""
         printf("ready\n");
         for (;;) {
             /* Poll: a signal between the check and pause() would be lost. */
-            usleep(1000);
+            idle_or_burn();
             if (republish) {
                 republish = 0;
                 uint32_t size2 = 0;
@@ -200,7 +222,7 @@ let publisherSource = #"""
     """#
 
 /// The compiled publisher, built once per test process.
-let publisherExecutable: Result<String, any Error> = Result {
+public let publisherExecutable: Result<String, any Error> = Result {
     let directory = try TemporaryDirectory(prefix: "nodeprof-ctx")
     // Kept for the test process's lifetime: the executable lives in it.
     retainedDirectories.append(directory)
@@ -210,24 +232,27 @@ nonisolated(unsafe) private var retainedDirectories: [TemporaryDirectory] = []
 
 /// A running publisher: started, read until `ready`, killed with SIGKILL on release
 /// (processes started from Swift Testing inherit a blocked SIGTERM).
-final class Publisher {
-    let process = Process()
+public final class Publisher {
+    public let process = Process()
     private let output = Pipe()
     private var buffered = Data()
-    private(set) var childPids: [Int32] = []
+    public private(set) var childPids: [Int32] = []
 
-    init(_ arguments: [String]) throws {
+    public init(_ arguments: [String], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: try publisherExecutable.get())
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = output
         process.standardError = FileHandle.standardError
         try process.run()
         try waitUntilReady()
     }
 
-    var pid: Int32 { process.processIdentifier }
+    public var pid: Int32 { process.processIdentifier }
 
-    func waitUntilReady() throws {
+    public func waitUntilReady() throws {
         while true {
             while let newline = buffered.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: buffered[buffered.startIndex..<newline], as: UTF8.self)
@@ -241,9 +266,9 @@ final class Publisher {
         }
     }
 
-    func signal(_ number: Int32) { Glibc.kill(pid, number) }
+    public func signal(_ number: Int32) { Glibc.kill(pid, number) }
 
-    func kill() {
+    public func kill() {
         guard process.isRunning else { return }
         Glibc.kill(pid, SIGKILL)
         process.waitUntilExit()
