@@ -13,11 +13,14 @@ struct ContextCommand: ParsableCommand {
             reference data (threadlocal.schema_version, the attribute key map). Then locates \
             otel_thread_ctx_v1, the thread-local pointer to the current span record: the module \
             that holds it, the TLS access model the linker chose (TLSDESC, general dynamic, \
-            initial exec, local exec) and how a thread reaches it.
+            initial exec, local exec) and how a thread reaches it. Last, the span record each \
+            thread has attached right now: trace id, span id, flags and attributes.
 
-            Needs permission to read the process's memory (root, or CAP_SYS_PTRACE). \
-            Per-thread span records are read by the sampler at sample time and are not \
-            printed here.
+            A thread's thread pointer sits in a register only the kernel saves, so each thread \
+            is stopped for a few microseconds with ptrace to read it (a blocking system call it \
+            was in is restarted); --no-threads skips this. At most 1024 threads are listed.
+
+            Needs permission to read the process's memory (root, or CAP_SYS_PTRACE).
 
             Examples:
               nodeprof context 1234
@@ -29,6 +32,11 @@ struct ContextCommand: ParsableCommand {
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Read each thread's current span record (stops each thread for microseconds with ptrace).")
+    var threads = true
 
     func validate() throws {
         guard pid > 0 else { throw ValidationError("\(pid): a process id is a positive number") }
@@ -54,6 +62,11 @@ struct ContextCommand: ParsableCommand {
         do {
             let location = try ThreadContextLocation.locate(pid: pid)
             report.threadContext = Report.Location(location)
+            if threads {
+                let (records, truncated) = location.threadRecords(pid: pid, keyMap: report.attributeKeyMap ?? [])
+                report.threads = records.map(Report.Thread.init)
+                report.threadsTruncated = truncated
+            }
         } catch ThreadContextLocationError.notFound {
             report.threadContextError = ThreadContextLocationError.notFound.description
         } catch {
@@ -108,6 +121,55 @@ struct ContextCommand: ParsableCommand {
             }
         }
 
+        /// One thread's current span record.
+        struct Thread: Encodable {
+            var tid: Int32
+            var name: String
+            /// "span", "none", "invalid", "undecodable" or "unreadable".
+            var state: String
+            var traceID: String?
+            var spanID: String?
+            var flags: UInt8?
+            var attributes: [Pair]?
+            var validByte: UInt8?
+            var error: String?
+
+            init(_ snapshot: ThreadRecordSnapshot) {
+                tid = snapshot.tid
+                name = snapshot.name
+                switch snapshot.state {
+                case .none: state = "none"
+                case .invalid(let byte):
+                    state = "invalid"
+                    validByte = byte
+                case .undecodable: state = "undecodable"
+                case .unreadable(let reason):
+                    state = "unreadable"
+                    error = reason
+                case .span(let context):
+                    state = "span"
+                    traceID = hexString(context.traceID)
+                    spanID = hexString(context.spanID)
+                    flags = context.flags
+                    attributes = context.attributes.map(Pair.init)
+                }
+            }
+
+            var text: String {
+                let prefix = "  \(tid) \(name.isEmpty ? "?" : name): "
+                switch state {
+                case "span":
+                    let attributes = (attributes ?? []).map { " \($0.key)=\($0.value)" }.joined()
+                    return prefix
+                        + "trace \(traceID ?? "") span \(spanID ?? "") flags \(String(format: "%02x", flags ?? 0))\(attributes)"
+                case "none": return prefix + "no span"
+                case "invalid": return prefix + "record attached but not valid (valid = \(validByte ?? 0))"
+                case "undecodable": return prefix + "record without a trace id"
+                default: return prefix + "unreadable: \(error ?? "")"
+                }
+            }
+        }
+
         var pid: Int32
         var published = false
         var contextError: String?
@@ -117,6 +179,8 @@ struct ContextCommand: ParsableCommand {
         var attributeKeyMap: [String]?
         var threadContext: Location?
         var threadContextError: String?
+        var threads: [Thread]?
+        var threadsTruncated: Bool?
 
         var text: String {
             var lines = ["process \(pid)"]
@@ -147,6 +211,11 @@ struct ContextCommand: ParsableCommand {
                     access = "DTV module \(module) + \(offset)"
                 }
                 lines.append("otel_thread_ctx_v1: \(location.module), \(location.model), at \(access)")
+                if let threads {
+                    lines.append("threads:")
+                    lines += threads.map(\.text)
+                    if threadsTruncated == true { lines.append("  (more threads not listed)") }
+                }
             } else {
                 lines.append("otel_thread_ctx_v1: \(threadContextError ?? "not found")")
             }

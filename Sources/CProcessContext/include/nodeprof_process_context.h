@@ -17,6 +17,13 @@ extern "C" {
 /// no ptrace access).
 ssize_t nodeprof_read_process_memory(pid_t pid, uint64_t address, void *buffer, size_t length);
 
+/// The thread pointer (x86_64: FS base; arm64: TPIDR_EL0) of thread `tid`, read with ptrace:
+/// the thread is seized, stopped with PTRACE_INTERRUPT (for microseconds), its registers read,
+/// and detached. A blocking system call it was in is restarted. Returns 0, or -errno (EPERM: no
+/// ptrace access or another tracer is attached; ESRCH: the thread is gone; ENOSYS: an
+/// architecture without support).
+int nodeprof_thread_pointer_of(pid_t tid, uint64_t *thread_pointer);
+
 #ifdef __cplusplus
 }
 #endif
