@@ -128,7 +128,7 @@ public struct ProcessContextStatistics: Sendable, Hashable {
     /// Processes whose `otel_thread_ctx_v1` was located and handed to the BPF sampler.
     public var threadContextsLocated = 0
     /// Processes that announced thread context but whose variable could not be located or
-    /// uses a TLS model the sampler does not follow (TLSDESC resolved to dynamic TLS).
+    /// uses an access the sampler does not follow.
     public var locateFailures = 0
     /// The BPF map refused the process's entry.
     public var mapUpdateFailures = 0

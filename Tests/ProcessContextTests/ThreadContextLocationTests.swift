@@ -106,4 +106,28 @@ import Testing
         #expect(throws: ThreadContextLocationError.notFound) { try ThreadContextLocation.locate(pid: child.pid) }
         #expect(throws: ThreadContextLocationError.self) { try ThreadContextLocation.locate(pid: 999_999_999) }
     }
+
+    /// A locator reads each module file once: a second process of the same program costs no
+    /// file parse, and still resolves to its own address (its own load address and GOT).
+    @Test func aLocatorReadsEachFileOnceAcrossProcesses() async throws {
+        let directory = try TemporaryDirectory()
+        let library = try compileC(
+            Self.library, in: directory, name: "libctx.so", flags: ["-shared", "-fPIC", "-O1", "-mtls-dialect=gnu"])
+        let program = try compileC(
+            Self.program, in: directory, name: "app",
+            flags: ["-O1", "-Wl,--no-as-needed", library, "-Wl,-rpath,\(directory.path)"])
+        let second = try TemporaryDirectory()
+        let (first, firstReported) = try await Self.run(program, in: directory)
+        defer { first.kill() }
+        let (other, otherReported) = try await Self.run(program, in: second)
+        defer { other.kill() }
+        let locator = ThreadContextLocator()
+        let firstLocation = try locator.locate(pid: first.pid)
+        let filesAfterFirst = locator.filesRead
+        #expect(filesAfterFirst >= 3, "the program, libctx.so, libc, ld.so: \(filesAfterFirst)")
+        let otherLocation = try locator.locate(pid: other.pid)
+        #expect(locator.filesRead == filesAfterFirst, "no file read again")
+        #expect(resolve(firstLocation, firstReported) == firstReported.address)
+        #expect(resolve(otherLocation, otherReported) == otherReported.address)
+    }
 }

@@ -22,7 +22,10 @@ import Testing
             unsigned short attrs_size;
             unsigned char attrs[16];
         } __attribute__((packed));
-        #ifdef DEFINE_HERE
+        #if defined(DLOPEN)
+        #include <dlfcn.h>
+        static void (*otel_test_set)(void *record);
+        #elif defined(DEFINE_HERE)
         __attribute__((visibility("default"))) __thread void *otel_thread_ctx_v1;
         void otel_test_set(void *record) { otel_thread_ctx_v1 = record; }
         #else
@@ -34,6 +37,12 @@ import Testing
         __attribute__((noinline)) void span_b_work(void) { for (unsigned long i = 0; i < 3000000; i++) sink += 3 * i; }
         __attribute__((noinline)) void no_span_work(void) { for (unsigned long i = 0; i < 3000000; i++) sink ^= i; }
         int main(void) {
+        #ifdef DLOPEN
+            void *library = dlopen(LIBSPAN, RTLD_NOW);
+            if (!library) return 5;
+            otel_test_set = (void (*)(void *))dlsym(library, "otel_test_set");
+            if (!otel_test_set) return 6;
+        #endif
             memset(a.trace_id, 0xA1, 16); memset(a.span_id, 0xA2, 8); a.flags = 1;
             a.attrs[0] = 0; a.attrs[1] = 2; a.attrs[2] = '/'; a.attrs[3] = 'a'; a.attrs_size = 4;
             memset(b.trace_id, 0xB1, 16); memset(b.span_id, 0xB2, 8); b.flags = 0;
@@ -48,6 +57,9 @@ import Testing
 
     enum Build: String, CaseIterable, Sendable {
         case sharedTLSDescriptor, sharedGeneralDynamic, executable
+        /// The TLSDESC library loaded with dlopen, with no static TLS room left
+        /// (GLIBC_TUNABLES=glibc.rtld.optional_static_tls=0): its descriptor resolves to dynamic TLS.
+        case dlopenTLSDescriptor
     }
 
     static func build(_ build: Build, in directory: TemporaryDirectory) throws -> String {
@@ -60,6 +72,13 @@ import Testing
             return try compileC(
                 Self.program, in: directory, name: "spans",
                 flags: flags + ["-Wl,--no-as-needed", library, "-Wl,-rpath,\(directory.path)"])
+        case .dlopenTLSDescriptor:
+            let library = try compileC(
+                Self.library, in: directory, name: "libspan.so",
+                flags: ["-shared", "-fPIC", "-mtls-dialect=gnu2"] + flags)
+            return try compileC(
+                Self.program, in: directory, name: "spans",
+                flags: flags + ["-DDLOPEN", "-DLIBSPAN=\"\(library)\"", "-ldl"])
         case .executable:
             return try compileC(
                 Self.program, in: directory, name: "spans",
@@ -70,10 +89,22 @@ import Testing
     @Test(arguments: Build.allCases)
     func samplesInASpanCarryItsIdsAndOthersNone(build: Build) async throws {
         let directory = try TemporaryDirectory()
-        let workload = try ChildProcess(try Self.build(build, in: directory))
+        let program = try Self.build(build, in: directory)
+        // env execs the program in the same process, with no static TLS to spare for dlopen.
+        let workload =
+            build == .dlopenTLSDescriptor
+            ? try ChildProcess("/usr/bin/env", ["GLIBC_TUNABLES=glibc.rtld.optional_static_tls=0", program])
+            : try ChildProcess(program)
         defer { workload.kill() }
         try await Task.sleep(for: .milliseconds(200))  // the dynamic linker has run
         let location = try ThreadContextLocation.locate(pid: workload.pid)
+        if build == .dlopenTLSDescriptor {
+            guard case .dynamicThreadVector = location.access else {
+                Issue.record("expected dynamic TLS for a dlopen'd library without static room: \(location)")
+                return
+            }
+            #expect(location.model == .tlsDescriptor)
+        }
         // Its maps are read now: the samples are symbolized after it is gone.
         let symbolizer = Symbolizer()
         symbolizer.observe(pid: workload.pid)

@@ -20,7 +20,7 @@ public enum ThreadContextLocationError: Error, Sendable, Hashable, CustomStringC
     /// No module of the process defines or references `otel_thread_ctx_v1`.
     case notFound
     /// The module reaches the variable in a way this reader does not follow (such as a
-    /// TLSDESC resolved to dynamic TLS).
+    /// TLS descriptor whose argument matches no known C library's layout).
     case unsupported(module: String, reason: String)
     /// The process's maps or memory could not be read.
     case unreadable(String)
@@ -151,16 +151,28 @@ extension ThreadContextLocator {
                 modulePath: chosen.path, model: model, access: .dynamicThreadVector(moduleID: moduleID, offset: offset))
         case .tlsDescriptor:
             // A resolved descriptor is (resolver, argument). For static TLS (every module
-            // loaded at start-up) glibc's resolver returns the argument: the offset from the
-            // thread pointer, small and negative on x86_64. Anything else is a pointer to a
-            // dynamic-TLS structure, which this reader does not follow yet.
-            let argument = Int64(
-                bitPattern: try readWord(
-                    pid: pid, address: (slot(.tlsDescriptor) ?? 0) &+ 8, what: "its TLS descriptor"))
-            guard argument < 0, argument > -(1 << 32) else {
-                throw .unsupported(
-                    module: chosen.path,
-                    reason: "the TLS descriptor resolves to dynamic TLS (a library loaded with dlopen)")
+            // loaded at start-up, or a dlopen'd one placed in the static surplus) glibc's
+            // resolver returns the argument: the offset from the thread pointer, small and
+            // negative on x86_64. For dynamic TLS (a library dlopen'd with no static room) the
+            // argument points at glibc's tlsdesc_dynamic_arg, which starts with the tls_index
+            // {module id, offset}: the same access as general dynamic.
+            let argumentWord = try readWord(
+                pid: pid, address: (slot(.tlsDescriptor) ?? 0) &+ 8, what: "its TLS descriptor")
+            let argument = Int64(bitPattern: argumentWord)
+            if !(argument < 0 && argument > -(1 << 32)) {
+                let moduleID = try readWord(pid: pid, address: argumentWord, what: "its dynamic TLS descriptor")
+                let offset = try readWord(pid: pid, address: argumentWord &+ 8, what: "its dynamic TLS descriptor")
+                // A module id counts loaded modules with TLS; an offset lies within one block.
+                guard (1..<(1 << 20)).contains(moduleID), offset < (1 << 32) else {
+                    throw .unsupported(
+                        module: chosen.path,
+                        reason:
+                            "the TLS descriptor's argument (0x\(String(argumentWord, radix: 16))) is neither a static offset nor glibc's dynamic descriptor"
+                    )
+                }
+                return ThreadContextLocation(
+                    modulePath: chosen.path, model: model,
+                    access: .dynamicThreadVector(moduleID: moduleID, offset: offset))
             }
             return ThreadContextLocation(modulePath: chosen.path, model: model, access: .threadPointerOffset(argument))
         }
