@@ -85,12 +85,18 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
 
         let started = Date()
+        let residentBefore = Self.residentBytes()
         let result = try await runOnDedicatedThread {
             let recording = try Recording(durationSeconds: 6, sampler: .init(frequency: 499))
             return try recording.run(stop: StopSignal()) { _ in }
         }
         // A hang detector, not a speed test: a stuck reader would take far longer.
         #expect(Date().timeIntervalSince(started) < 60)
+        // Bounded memory: the recording (a few thousand samples, 500 processes' maps and
+        // contexts) grows this process by tens of MiB; a reader keeping what it should not
+        // (a 4 GiB payload size believed, unbounded retries) would show here.
+        let growth = Self.residentBytes() - residentBefore
+        #expect(growth < 256 << 20, "resident memory grew by \(growth >> 20) MiB")
         let profile = result.profile
         var samplesByPid: [Int32: [SymbolizedSample]] = [:]
         for sample in profile.samples { samplesByPid[sample.pid, default: []].append(sample) }
@@ -164,5 +170,14 @@ import Testing
             metrics.contains(
                 #"nodeprof_thread_context_processes_total{result="unsupported"} \#(statistics.locateFailures)"#),
             "\(metrics)")
+    }
+
+    /// This process's resident set size (VmRSS), in bytes.
+    static func residentBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kibibytes = Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "")
+        else { return 0 }
+        return kibibytes << 10
     }
 }
