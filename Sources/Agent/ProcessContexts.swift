@@ -31,6 +31,9 @@ final class ProcessContexts {
     static let rescanNanos: UInt64 = 30_000_000_000
 
     private struct Entry {
+        /// The process's start time (clock ticks since boot): a different one under the same
+        /// pid is another process, whose variable must be located afresh.
+        var startTime: UInt64?
         var keyMap: [String]
         var located = false
         var locateFailed = false
@@ -49,6 +52,9 @@ final class ProcessContexts {
         let now = monotonicNanoseconds()
         if let checked = withoutContext[pid], now &- checked < Self.rescanNanos { return [] }
         guard let context = try? reader.context(for: pid) else {
+            // A process that stops publishing (or a new one under a reused pid) keeps no
+            // thread-context access in BPF.
+            if known[pid]?.located == true { try? sampler.setThreadContextAccess(nil, pid: pid) }
             known[pid] = nil
             if withoutContext.count >= Self.maximumProcesses { withoutContext.removeAll(keepingCapacity: true) }
             withoutContext[pid] = now
@@ -56,7 +62,13 @@ final class ProcessContexts {
         }
         withoutContext[pid] = nil
         if known.count >= Self.maximumProcesses, known[pid] == nil { known.removeAll(keepingCapacity: true) }
-        var entry = known[pid] ?? Entry(keyMap: [])
+        let startTime = Self.startTime(pid: pid)
+        var entry = known[pid] ?? Entry(startTime: startTime, keyMap: [])
+        if entry.startTime != startTime {  // the pid was reused
+            if entry.located { try? sampler.setThreadContextAccess(nil, pid: pid) }
+            reader.forget(pid: pid)
+            entry = Entry(startTime: startTime, keyMap: [])
+        }
         entry.keyMap = context.attributeKeyMap ?? []
         entry.refreshed = false
         if let schema = context.threadSchemaVersion, Self.threadSchemas.contains(schema), !entry.located,
@@ -100,6 +112,17 @@ final class ProcessContexts {
         }
         counts.recordsDecoded += 1
         return context
+    }
+
+    /// Field 22 of /proc/PID/stat (start time in clock ticks since boot), nil if unreadable.
+    static func startTime(pid: Int32) -> UInt64? {
+        guard let stat = try? FileContents.read("/proc/\(pid)/stat", limit: 4096),
+            let close = stat.lastIndex(of: UInt8(ascii: ")"))
+        else { return nil }
+        // After "pid (comm)": state is field 3, start time field 22.
+        let fields = stat[(close + 1)...].split(separator: UInt8(ascii: " "))
+        guard fields.count > 19 else { return nil }
+        return UInt64(String(decoding: fields[19], as: UTF8.self))
     }
 
     /// The largest key index a record uses (-1 for none).

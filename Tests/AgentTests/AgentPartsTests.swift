@@ -7,6 +7,7 @@ import NIOHTTP1
 import NodeprofCore
 import Profiles
 import ServiceLifecycle
+import TestSupport
 import Testing
 
 @testable import Agent
@@ -155,5 +156,22 @@ import Testing
         }
         await group.triggerGracefulShutdown()
         try await running.value
+    }
+}
+
+/// The start time that tells a reused pid from the process that had it before.
+@Suite struct ProcessStartTimeTests {
+    @Test func startTimeSurvivesAHostileCommandName() throws {
+        let directory = try TemporaryDirectory()
+        // A command name with spaces and parentheses, as /proc/PID/stat shows it: "(a) (b 1)".
+        let program = directory.file("a) (b 1")
+        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: program)
+        let child = try ChildProcess(program, ["30"])
+        defer { child.kill() }
+        let own = try #require(ProcessContexts.startTime(pid: getpid()))
+        let theirs = try #require(ProcessContexts.startTime(pid: child.pid))
+        #expect(theirs >= own, "a child starts after its parent")
+        #expect(ProcessContexts.startTime(pid: child.pid) == theirs, "stable")
+        #expect(ProcessContexts.startTime(pid: 999_999_999) == nil)
     }
 }
