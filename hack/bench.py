@@ -1219,7 +1219,7 @@ def trace_markdown(r):
         only = sys.argv[sys.argv.index("--only") + 1]
         own = [f"{SEPARATE_MARK} `hack/bench --only {only}{' --quick' if QUICK else ''}` on {m['date']} "
                f"({m['cpus']} CPUs, {m['cpu']}, kernel {m['kernel']})."
-               + (" **Quick run: shortened durations, not for comparison.**" if QUICK else "")]
+               + (" **Quick run: shortened durations, not for comparison.**" if QUICK else ""), ""]
     lines = []
     if "thread_context_bpf" in r:
         lines += thread_context_bpf_section(r["thread_context_bpf"], own)
@@ -1234,17 +1234,42 @@ def us(ns):
     return f"{ns / 1000:.2f} us"
 
 
+def solve(matrix, vector):
+    """Gaussian elimination with partial pivoting; None when the system is singular."""
+    n = len(vector)
+    m = [list(map(float, row)) + [float(v)] for row, v in zip(matrix, vector)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if abs(m[pivot][col]) < 1e-9 * max(1.0, max(abs(v) for row in m for v in row[:n])):
+            return None
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(n):
+            if r != col:
+                f = m[r][col] / m[col][col]
+                m[r] = [a - f * b for a, b in zip(m[r], m[col])]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def fit_extra_cost(windows):
+    """Extra run time per burner sample when located, from bpf-cost's window totals: least
+    squares of time = a * other runs + b * burner samples + x * burner samples when located
+    (other runs end at the pid filter). Without other runs (under 1%), a is left out."""
+    rows = [(runs - sent, sent, sent * located, ns) for located, ns, runs, sent in windows]
+    other = sum(r[0] for r in rows) / max(1, sum(r[0] + r[1] for r in rows))
+    columns = [0, 1, 2] if other >= 0.01 else [1, 2]
+    matrix = [[sum(r[i] * r[j] for r in rows) for j in columns] for i in columns]
+    vector = [sum(r[i] * r[3] for r in rows) for i in columns]
+    solution = solve(matrix, vector)
+    return solution[-1] if solution else float("nan")
+
+
 def thread_context_bpf_section(t, own):
     """Section 8: extra BPF cost per sample of reading the thread context."""
     def share(side):
         return side["submitted"] / side["runs"] if side["runs"] else 0
 
     def extra_per_sample(x):
-        # Samples of other processes end at the pid filter in both states: the difference of
-        # the means comes from the burner samples alone.
-        n, l = x["not_located"], x["located"]
-        s = (share(n) + share(l)) / 2
-        return (l["mean_ns"] - n["mean_ns"]) / s if s else 0
+        return fit_extra_cost(x["window_totals"])
 
     def row(x):
         n, l = x["not_located"], x["located"]
@@ -1268,8 +1293,8 @@ def thread_context_bpf_section(t, own):
         "",
         *own,
         "What reading a thread's span record (OTEP 4947) adds to the sampler's BPF program per sample.",
-        f"Load: {t['burners']} burners (section 1's: a 22-deep frame-pointer stack, one per CPU) linked with the writer",
-        "(`Sources/CContextPublisher/otel_context.c`), each keeping a caller-owned record attached",
+        f"Load: {t['burners']} burners (section 1's: a 22-deep frame-pointer stack, one per CPU; `CONTEXT_BURNER` in",
+        "hack/bench.py) linked with the writer (`Sources/CContextPublisher/otel_context.c`), each keeping a caller-owned record attached",
         f"(`otel_thread_ctx_set`) while it burns: ids, flags and {len(THREAD_ATTRIBUTES)} attributes of {t['attribute_bytes']} bytes, so "
         f"{THREAD_RECORD_HEADER + t['attribute_bytes']} bytes are read per sample.",
         "`nodeprof-bench bpf-cost --thread-context alternate` locates `otel_thread_ctx_v1` in each burner",
@@ -1279,19 +1304,26 @@ def thread_context_bpf_section(t, own):
         "(through the DTV for general dynamic), the record's 28-byte header, its attributes, and a ring-buffer",
         "record larger by as much. Costs as in section 1 (median of the window means of `run_time_ns / run_cnt`),",
         f"each state over its own windows, at {first['frequency']} Hz for {first['seconds']} s per build. Samples of other processes",
-        "end at the `--pid` filter in both states but count as runs: \"burner share\" is the share of runs that",
-        "were burner samples, and the column before it divides the difference of the means by that share.",
+        "end at the `--pid` filter in both states but count as (cheap) runs, and their share moves between",
+        "windows (\"burner share\": the share of runs that were burner samples): the column \"extra per burner",
+        "sample\" is the least-squares x over all windows of run time = a · other runs + (b + x · located) ·",
+        "burner samples.",
         load_note(t["load"]),
         "",
         "| writer build | access, as located | runs not located / located | median, not located | median, located "
-        "| extra (medians) | extra per burner sample (means) | burner share | records read (`threadContextsFound`) | unreadable |",
+        "| extra (medians) | extra per burner sample (least squares) | burner share | records read (`threadContextsFound`) | unreadable |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *[row(x) for x in t["runs"]],
         "",
         f"Target: at most 0.3 us extra per sample: {met(worst <= 300)} for the two `-mtls-dialect=gnu2` builds "
-        f"(at most {us(worst)} per burner sample). Records read: {found:,} of the {sent:,} samples sent while located",
-        f"({100 * found / sent if sent else 0:.1f}%; a window boundary can move a sample to the other state), none while not located",
-        f"({unlocated_found}). The legacy general-dynamic build adds two reads (the DTV pointer and its entry).",
+        f"(at most {us(worst)} per burner sample).",
+        f"Records read while located: {found:,} of the {sent:,} samples sent ({100 * found / sent if sent else 0:.1f}%); "
+        f"while not located: {unlocated_found} (a sample",
+        "taken as a window closes can be counted in the next window). Located, the program makes four reads (the",
+        "thread pointer from the task, then three of user memory) and general dynamic two more (the DTV pointer",
+        "and its entry)"
+        + (f", which cost {us(extra_per_sample(runs['general_dynamic']) - extra_per_sample(runs['tlsdesc']))} here."
+           if "general_dynamic" in runs and "tlsdesc" in runs else "."),
         "",
         "Commands: " + "; ".join(f"`{show(c)}`" for x in t["runs"] for c in x["compile"]) + "; then for each build, "
         f"with its burners running: `{show(first['command'])}` (P1, P2: the burners' pids).",
@@ -1375,7 +1407,7 @@ def context_read_section(c, own):
         f"## 10. Process context: reader throughput over {c['processes']} publishing processes",
         "",
         *own,
-        f"A C program forks {c['processes']} children; each publishes a process context with the writer",
+        f"A C program (`PUBLISHER` in hack/bench.py) forks {c['processes']} children; each publishes a process context with the writer",
         "(`otel_process_context_publish`: resource `service.name`, `service.version`, `service.namespace`,",
         "`service.instance.id`, `deployment.environment.name`, `host.name`, `telemetry.sdk.{name,language,version}`;",
         f"a thread attribute key map of 3 keys; a payload of {payload_text}) and sleeps; each child's",

@@ -105,6 +105,8 @@ struct BPFCost: ParsableCommand {
         try setLocated(located)
 
         var sides = [Side(), Side()]  // [not located, located]
+        // Per window: located (0 or 1), run time, runs, samples sent (of the selected processes).
+        var windowTotals: [[UInt64]] = []
         var windows: [Double] = []
         var samples = 0
         var last = try sampler.programRunTime()
@@ -119,9 +121,10 @@ struct BPFCost: ParsableCommand {
                 let counters = try sampler.counters()
                 let runs = now.runs - last.runs
                 if runs > 0 { windows.append(Double(now.nanoseconds - last.nanoseconds) / Double(runs)) }
+                let delta = counters.subtracting(lastCounters)
                 sides[located ? 1 : 0].add(
-                    nanoseconds: now.nanoseconds - last.nanoseconds, runs: runs,
-                    counters: counters.subtracting(lastCounters))
+                    nanoseconds: now.nanoseconds - last.nanoseconds, runs: runs, counters: delta)
+                windowTotals.append([located ? 1 : 0, now.nanoseconds - last.nanoseconds, runs, delta.submitted])
                 if threadContext == .alternate {
                     located.toggle()
                     try setLocated(located)
@@ -155,6 +158,8 @@ struct BPFCost: ParsableCommand {
             if threadContext == .alternate {
                 report["not_located"] = sides[0].report
                 report["located"] = sides[1].report
+                report["window_totals"] = windowTotals
+                report["window_totals_columns"] = ["located", "nanoseconds", "runs", "submitted"]
             }
         }
         let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
