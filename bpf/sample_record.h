@@ -20,6 +20,8 @@
 #define NODEPROF_THREAD_CTX_HEADER 28
 #define NODEPROF_THREAD_CTX_MAX_ATTRS 612
 #define NODEPROF_THREAD_CTX_MAX (NODEPROF_THREAD_CTX_HEADER + NODEPROF_THREAD_CTX_MAX_ATTRS)
+/* Bytes of a record the BPF program reads at once: the header and 100 bytes of attributes. */
+#define NODEPROF_THREAD_CTX_FIRST_READ 128
 
 /* The record's 28-byte header as the BPF program reads it (host endianness). The writer's
  * otel_thread_record (Sources/CContextPublisher) and the Swift decoder (TraceContext) must

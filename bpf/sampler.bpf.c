@@ -124,9 +124,16 @@ static __always_inline __u32 nodeprof_read_thread_ctx(struct task_struct___nodep
 	}
 	if (record == 0)
 		return 0;
-	if (bpf_probe_read_user(dst, NODEPROF_THREAD_CTX_HEADER, (void *)record) != 0) {
-		count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
-		return 0;
+	/* One read takes the header and the first attribute bytes, which is all of a typical
+	 * record (each helper call costs about 80 ns). A record that ends within that many bytes
+	 * of an unmapped page fails it: then the header alone, and the attributes after it. */
+	__u32 first = NODEPROF_THREAD_CTX_FIRST_READ;
+	if (bpf_probe_read_user(dst, NODEPROF_THREAD_CTX_FIRST_READ, (void *)record) != 0) {
+		first = NODEPROF_THREAD_CTX_HEADER;
+		if (bpf_probe_read_user(dst, NODEPROF_THREAD_CTX_HEADER, (void *)record) != 0) {
+			count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
+			return 0;
+		}
 	}
 	struct nodeprof_thread_record_header *header = (struct nodeprof_thread_record_header *)dst;
 	if (header->valid != 1) { /* exactly 1 */
@@ -136,8 +143,25 @@ static __always_inline __u32 nodeprof_read_thread_ctx(struct task_struct___nodep
 	__u32 attrs = header->attrs_data_size & 0x3ff;
 	if (attrs > NODEPROF_THREAD_CTX_MAX_ATTRS)
 		attrs = NODEPROF_THREAD_CTX_MAX_ATTRS;
-	if (attrs > 0 && bpf_probe_read_user(dst + NODEPROF_THREAD_CTX_HEADER, attrs,
-					     (void *)(record + NODEPROF_THREAD_CTX_HEADER)) != 0) {
+	int failed = 0;
+	if (first == NODEPROF_THREAD_CTX_FIRST_READ) {
+		/* The bytes past the first read, if any (at most 612 - 100). */
+		__u32 rest = 0;
+		if (attrs > NODEPROF_THREAD_CTX_FIRST_READ - NODEPROF_THREAD_CTX_HEADER)
+			rest = attrs -
+			       (NODEPROF_THREAD_CTX_FIRST_READ - NODEPROF_THREAD_CTX_HEADER);
+		rest &= 0x3ff;
+		if (rest > NODEPROF_THREAD_CTX_MAX - NODEPROF_THREAD_CTX_FIRST_READ)
+			rest = NODEPROF_THREAD_CTX_MAX - NODEPROF_THREAD_CTX_FIRST_READ;
+		if (rest > 0)
+			failed = bpf_probe_read_user(
+				dst + NODEPROF_THREAD_CTX_FIRST_READ, rest,
+				(void *)(record + NODEPROF_THREAD_CTX_FIRST_READ));
+	} else if (attrs > 0) {
+		failed = bpf_probe_read_user(dst + NODEPROF_THREAD_CTX_HEADER, attrs,
+					     (void *)(record + NODEPROF_THREAD_CTX_HEADER));
+	}
+	if (failed != 0) {
 		attrs = 0; /* keep the ids; the attributes were unreadable */
 		count(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE);
 	}

@@ -17,6 +17,7 @@ import Testing
     static let recordProgram = """
         #include <stdint.h>
         #include <string.h>
+        #include <sys/mman.h>
         #include <unistd.h>
         #include "otel_context.h"
         static volatile unsigned long sink;
@@ -44,6 +45,16 @@ import Testing
                 otel_thread_record_add_attribute(&r, 1, "c", 1);
                 otel_thread_record_add_attribute(&r, 1, "d", 1);
                 otel_thread_ctx_set(&r);
+            } else if (!strcmp(mode, "edge")) {
+                /* A 31-byte record in the last 32 bytes before an unmapped page: a reader that
+                 * copies more than the record at once fails and must fall back. */
+                uint8_t *pages = mmap(0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                if (pages == MAP_FAILED) return 4;
+                munmap(pages + 4096, 4096);
+                otel_thread_record *edge = (otel_thread_record *)(pages + 4096 - 32);
+                otel_thread_record_init(edge, trace, span, 1);
+                otel_thread_record_add_attribute(edge, 1, "y", 1);
+                otel_thread_ctx_set(edge);
             } else {
                 return 3;
             }
@@ -59,7 +70,9 @@ import Testing
 
         let service = try ChildProcess(try builtProduct("span-demo"))
         defer { service.kill() }
-        let records = try ["valid2", "attrs65535", "overlap"].map { ($0, try ChildProcess(recordProgram, [$0])) }
+        let records = try ["valid2", "attrs65535", "overlap", "edge"].map {
+            ($0, try ChildProcess(recordProgram, [$0]))
+        }
         defer { records.forEach { $0.1.kill() } }
         let burn = ["PUBLISHER_BURN": "10:100"]
         let payload = Proto.hex(Proto.checkout())
@@ -142,6 +155,8 @@ import Testing
         let capped = (samplesByPid[byMode["attrs65535"]!] ?? []).compactMap(\.traceContext)
         #expect(!capped.isEmpty)
         #expect(capped.allSatisfy { $0.attributes == [Attribute("k1", .string("y"))] }, "\(capped.first as Any)")
+        let edge = (samplesByPid[byMode["edge"]!] ?? []).compactMap(\.traceContext)
+        #expect(!edge.isEmpty && edge.allSatisfy { $0.attributes == [Attribute("k1", .string("y"))] })
         let overlapping = (samplesByPid[byMode["overlap"]!] ?? []).compactMap(\.traceContext)
         #expect(!overlapping.isEmpty)
         #expect(
@@ -161,7 +176,7 @@ import Testing
         #expect(reader.badSignature >= 1 && reader.badVersion >= 1 && reader.badSize >= 1, "\(reader)")
         #expect(reader.unreadableMemory >= 2 && reader.notPublished >= 1, "\(reader)")
         #expect(statistics.locateFailures >= fleetRead.count, "\(statistics)")
-        #expect(statistics.threadContextsLocated >= 4, "\(statistics)")
+        #expect(statistics.threadContextsLocated >= 5, "\(statistics)")
         let metrics = String(
             decoding: AgentMetrics().render(NodeAgent.processContextSamples(statistics)), as: UTF8.self)
         #expect(
