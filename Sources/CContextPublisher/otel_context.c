@@ -108,29 +108,37 @@ void otel_thread_ctx_set(otel_thread_record *record)
 	atomic_signal_fence(memory_order_seq_cst);
 }
 
-void otel_thread_ctx_store(const otel_thread_record *record)
+void otel_thread_ctx_store_span(const uint8_t *trace_id, const uint8_t *span_id,
+				uint8_t trace_flags, const uint8_t *attrs, size_t attrs_size)
 {
-	if (record == NULL) {
-		otel_thread_ctx_clear();
-		return;
-	}
 	otel_thread_record *target = &otel_thread_buffers[0];
 	if (otel_thread_ctx_v1 == target) {
 		target = &otel_thread_buffers[1];
 	}
 	target->valid = 0;
 	atomic_signal_fence(memory_order_seq_cst);
-	size_t attrs = record->attrs_data_size;
-	if (attrs > OTEL_THREAD_RECORD_ATTRS_CAPACITY) {
-		attrs = OTEL_THREAD_RECORD_ATTRS_CAPACITY;
+	if (attrs == NULL || attrs_size > OTEL_THREAD_RECORD_ATTRS_CAPACITY) {
+		attrs_size = attrs == NULL ? 0 : OTEL_THREAD_RECORD_ATTRS_CAPACITY;
 	}
 	// Header fields and only the used attribute bytes: the common case copies 28 bytes.
-	memcpy(target->trace_id, record->trace_id, sizeof(target->trace_id));
-	memcpy(target->span_id, record->span_id, sizeof(target->span_id));
-	target->trace_flags = record->trace_flags;
-	target->attrs_data_size = (uint16_t)attrs;
-	memcpy(target->attrs_data, record->attrs_data, attrs);
+	memcpy(target->trace_id, trace_id, sizeof(target->trace_id));
+	memcpy(target->span_id, span_id, sizeof(target->span_id));
+	target->trace_flags = trace_flags;
+	target->attrs_data_size = (uint16_t)attrs_size;
+	if (attrs_size > 0) {
+		memcpy(target->attrs_data, attrs, attrs_size);
+	}
 	otel_thread_ctx_set(target);
+}
+
+void otel_thread_ctx_store(const otel_thread_record *record)
+{
+	if (record == NULL) {
+		otel_thread_ctx_clear();
+		return;
+	}
+	otel_thread_ctx_store_span(record->trace_id, record->span_id, record->trace_flags,
+				   record->attrs_data, record->attrs_data_size);
 }
 
 void otel_thread_ctx_clear(void)

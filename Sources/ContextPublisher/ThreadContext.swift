@@ -15,10 +15,20 @@ public enum ThreadContext {
     /// record (the others are still written).
     @discardableResult
     public static func set(_ span: ThreadSpan) -> Bool {
-        var record = otel_thread_record()
-        let complete = fill(&record, span)
-        otel_thread_ctx_store(&record)
-        return complete
+        // The attribute entries were encoded when the span was made: only copies here.
+        let traceID = (span.traceID.high.bigEndian, span.traceID.low.bigEndian)
+        let spanID = span.spanID.value.bigEndian
+        withUnsafeBytes(of: traceID) { trace in
+            withUnsafeBytes(of: spanID) { spanBytes in
+                span.encoding.bytes.withUnsafeBufferPointer { entries in
+                    otel_thread_ctx_store_span(
+                        trace.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                        spanBytes.baseAddress!.assumingMemoryBound(to: UInt8.self), span.flags,
+                        entries.baseAddress, entries.count)
+                }
+            }
+        }
+        return span.encoding.complete
     }
 
     /// Detaches the calling thread's record (the TLS pointer becomes NULL).
@@ -59,50 +69,24 @@ public enum ThreadContext {
         return try body()
     }
 
-    static func fill(_ record: inout otel_thread_record, _ span: ThreadSpan) -> Bool {
-        withUnsafeMutableBytes(of: &record.trace_id) { bytes in
-            bytes.storeBytes(of: span.traceID.high.bigEndian, toByteOffset: 0, as: UInt64.self)
-            bytes.storeBytes(of: span.traceID.low.bigEndian, toByteOffset: 8, as: UInt64.self)
-        }
-        withUnsafeMutableBytes(of: &record.span_id) { bytes in
-            bytes.storeBytes(of: span.spanID.value.bigEndian, toByteOffset: 0, as: UInt64.self)
-        }
-        record.valid = 0
-        record.trace_flags = span.flags
-        record.attrs_data_size = 0
+    /// The record entries for `attributes`: in index order, each value cut to 255 bytes at a
+    /// UTF-8 boundary, entries that do not fit left out (`complete` is then false).
+    static func encode(_ attributes: [UInt8: String]) -> ThreadSpan.AttributeEncoding {
+        guard !attributes.isEmpty else { return ThreadSpan.AttributeEncoding(bytes: [], complete: true) }
+        var record = otel_thread_record()
         var complete = true
-        // Index order without sorting into a new array: a 256-bit set, no allocation.
-        var present: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        for index in span.attributes.keys {
-            let bit = UInt64(1) << UInt64(index & 63)
-            switch index >> 6 {
-            case 0: present.0 |= bit
-            case 1: present.1 |= bit
-            case 2: present.2 |= bit
-            default: present.3 |= bit
-            }
-        }
-        for word in 0..<4 {
-            var bits: UInt64
-            switch word {
-            case 0: bits = present.0
-            case 1: bits = present.1
-            case 2: bits = present.2
-            default: bits = present.3
-            }
-            while bits != 0 {
-                let index = UInt8(word * 64 + bits.trailingZeroBitCount)
-                bits &= bits - 1
-                var value = span.attributes[index]!
-                let added = value.withUTF8 { utf8 in
-                    utf8.withMemoryRebound(to: CChar.self) {
-                        otel_thread_record_add_attribute(&record, index, $0.baseAddress, $0.count)
-                    }
+        for index in attributes.keys.sorted() {
+            var value = attributes[index]!
+            let added = value.withUTF8 { utf8 in
+                utf8.withMemoryRebound(to: CChar.self) {
+                    otel_thread_record_add_attribute(&record, index, $0.baseAddress, $0.count)
                 }
-                if !added { complete = false }
             }
+            if !added { complete = false }
         }
-        return complete
+        let size = Int(record.attrs_data_size)
+        let bytes = withUnsafeBytes(of: record.attrs_data) { Array($0.prefix(size)) }
+        return ThreadSpan.AttributeEncoding(bytes: bytes, complete: complete)
     }
 
     static func decode(_ record: UnsafePointer<otel_thread_record>) -> ThreadSpan {

@@ -83,13 +83,25 @@ public struct ThreadSpan: Hashable, Sendable {
     /// Attribute values by key index (see ``ThreadAttributeKeyMap``). Written in index order;
     /// a value longer than 255 bytes is cut at a UTF-8 character boundary; entries that do not
     /// fit in the record's 612 bytes are left out (see ``ThreadContext/set(_:)``).
-    public var attributes: [UInt8: String]
+    public var attributes: [UInt8: String] {
+        didSet { encoding = ThreadContext.encode(attributes) }
+    }
+
+    /// The record's attribute entries for ``attributes``, built when they are set so that
+    /// attaching the span only copies bytes.
+    struct AttributeEncoding: Hashable, Sendable {
+        var bytes: [UInt8]
+        /// False when some entries did not fit in the record.
+        var complete: Bool
+    }
+    private(set) var encoding: AttributeEncoding
 
     public init(traceID: TraceID, spanID: SpanID, flags: UInt8 = 0, attributes: [UInt8: String] = [:]) {
         self.traceID = traceID
         self.spanID = spanID
         self.flags = flags
         self.attributes = attributes
+        self.encoding = ThreadContext.encode(attributes)
     }
 
     /// Attributes by key name, mapped through `keys`; names the key map does not hold are

@@ -137,6 +137,20 @@ private let spanA = SpanID(hex: "00f067aa0ba902b7")!
         #expect(otel_thread_ctx_get() == nil)
     }
 
+    @Test func attributesChangedAfterInitAreWhatIsAttached() throws {
+        ThreadContext.clear()
+        var span = ThreadSpan(traceID: traceA, spanID: spanA, attributes: [0: "/old"])
+        span.attributes[0] = "/new"
+        span.attributes[1] = "GET"
+        #expect(ThreadContext.set(span))
+        let record = try #require(otel_thread_ctx_get())
+        #expect(attributeBytes(record.pointee) == [0, 4] + Array("/new".utf8) + [1, 3] + Array("GET".utf8))
+        span.attributes = [:]
+        #expect(ThreadContext.set(span))
+        #expect(ThreadContext.current?.attributes == [:])
+        ThreadContext.clear()
+    }
+
     @Test func storeNeverWritesTheAttachedBuffer() throws {
         ThreadContext.clear()
         ThreadContext.set(ThreadSpan(traceID: traceA, spanID: SpanID(1)))

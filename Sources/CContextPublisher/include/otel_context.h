@@ -59,8 +59,14 @@ void otel_thread_ctx_set(otel_thread_record *record);
 
 /// Copies `record` into one of two thread-local buffers owned by this library (the one not
 /// currently attached), marks it valid and attaches it. No allocation; the caller's record
-/// may be reused at once. This is what the Swift API uses.
+/// may be reused at once.
 void otel_thread_ctx_store(const otel_thread_record *record);
+
+/// otel_thread_ctx_store from parts, without a whole record to copy from: 16-byte trace id,
+/// 8-byte span id, flags and `attrs_size` bytes of ready-made entries (at most 612 are taken).
+/// This is what the Swift API uses.
+void otel_thread_ctx_store_span(const uint8_t *trace_id, const uint8_t *span_id,
+				uint8_t trace_flags, const uint8_t *attrs, size_t attrs_size);
 
 /// Detaches: otel_thread_ctx_v1 = NULL.
 void otel_thread_ctx_clear(void);
