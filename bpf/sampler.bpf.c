@@ -76,12 +76,38 @@ static __always_inline void count(__u32 index)
 		*value += 1; /* per-CPU slot: no atomics needed */
 }
 
-/* The interrupted task's thread pointer (user space TLS base). */
-static __always_inline __u64 nodeprof_thread_pointer(struct task_struct___nodeprof *task)
+/* The current task's fields. Where the kernel has bpf_get_current_task_btf (5.11 and later; a
+ * CO-RE check resolved at load time) the task pointer is BTF-typed and a field is a plain load;
+ * older kernels read it with bpf_probe_read_kernel, a helper call each. */
+#define NODEPROF_TASK_HAS_BTF                                                                      \
+	bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)
+
+static __always_inline __u32 nodeprof_current_task_flags(void)
+{
+	if (NODEPROF_TASK_HAS_BTF) {
+		struct task_struct___nodeprof *task = (void *)bpf_get_current_task_btf();
+		return task->flags;
+	}
+	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
+	return BPF_CORE_READ(task, flags);
+}
+
+/* The thread pointer of the current task as the kernel saved it. */
+static __always_inline __u64 nodeprof_current_thread_pointer(void)
 {
 #if defined(__TARGET_ARCH_x86)
+	if (NODEPROF_TASK_HAS_BTF) {
+		struct task_struct___nodeprof *task = (void *)bpf_get_current_task_btf();
+		return task->thread.fsbase;
+	}
+	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
 	return BPF_CORE_READ(task, thread.fsbase);
 #elif defined(__TARGET_ARCH_arm64)
+	if (NODEPROF_TASK_HAS_BTF) {
+		struct task_struct___nodeprof *task = (void *)bpf_get_current_task_btf();
+		return task->thread.uw.tp_value;
+	}
+	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
 	return BPF_CORE_READ(task, thread.uw.tp_value);
 #else
 	return 0;
@@ -91,13 +117,12 @@ static __always_inline __u64 nodeprof_thread_pointer(struct task_struct___nodepr
 /* Copies the thread's current span record (header, then its attributes, capped) to `dst`
  * and returns its length; 0 when the process publishes none, the thread has none, or it is
  * not valid. The reads are of the interrupted thread's own memory, while it is stopped. */
-static __always_inline __u32 nodeprof_read_thread_ctx(struct task_struct___nodeprof *task,
-						      __u32 tgid, __u8 *dst)
+static __always_inline __u32 nodeprof_read_thread_ctx(__u32 tgid, __u8 *dst)
 {
 	struct nodeprof_thread_ctx_info *info = bpf_map_lookup_elem(&thread_ctx_procs, &tgid);
 	if (!info)
 		return 0;
-	__u64 tp = nodeprof_thread_pointer(task);
+	__u64 tp = nodeprof_current_thread_pointer();
 	if (tp == 0)
 		return 0;
 	__u64 variable = 0;
@@ -226,8 +251,7 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 
 	/* User frames go right after the kernel frames, so only used bytes are sent. */
 	sample->user_stack_len = 0;
-	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
-	if (BPF_CORE_READ(task, flags) & NODEPROF_PF_KTHREAD) {
+	if (nodeprof_current_task_flags() & NODEPROF_PF_KTHREAD) {
 		sample->flags |= NODEPROF_FLAG_KERNEL_THREAD;
 	} else {
 		__u64 *user_frames = &sample->frames[kernel_len & NODEPROF_MAX_STACK_DEPTH];
@@ -244,7 +268,7 @@ int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 	}
 	/* The span record follows the used frames. */
 	if (!(sample->flags & NODEPROF_FLAG_KERNEL_THREAD)) {
-		__u32 ctx_len = nodeprof_read_thread_ctx(task, tgid, (__u8 *)sample + size);
+		__u32 ctx_len = nodeprof_read_thread_ctx(tgid, (__u8 *)sample + size);
 		sample->thread_ctx_len = (__u16)ctx_len;
 		size += ctx_len & 0x3ff;
 	}
