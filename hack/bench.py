@@ -1319,9 +1319,10 @@ def thread_context_bpf_section(t, own):
         " between them is run-to-run noise.",
         f"Records read while located: {found:,} of the {sent:,} samples sent ({100 * found / sent if sent else 0:.1f}%); "
         f"while not located: {unlocated_found} (a sample",
-        "taken as a window closes can be counted in the next window). Located, the program makes three reads (the",
-        "thread pointer from the task, the TLS variable, then the record's header with its first 100 attribute",
-        "bytes at once; a fourth for longer attributes) and general dynamic two more (the DTV pointer and its entry)"
+        "taken as a window closes can be counted in the next window). Located, the program loads the thread",
+        "pointer from the task (a plain load where the kernel has `bpf_get_current_task_btf`), then makes two reads",
+        "of user memory (the TLS variable, then the record's header with its first 100 attribute bytes at once; a",
+        "third for longer attributes); general dynamic makes two more (the DTV pointer and its entry)"
         + (f", which cost {us(extra_per_sample(runs['general_dynamic']) - extra_per_sample(runs['tlsdesc']))} here."
            if "general_dynamic" in runs and "tlsdesc" in runs else "."),
         "",
