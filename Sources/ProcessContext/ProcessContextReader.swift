@@ -227,19 +227,11 @@ public final class ProcessContextReader {
 
     /// Exactly `length` bytes at `address` in `pid`, or an error; short reads are errors.
     private func readMemory(pid: Int32, address: UInt64, length: Int) throws(ProcessContextError) -> [UInt8] {
-        var buffer = [UInt8](repeating: 0, count: length)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { raw in
-                nodeprof_read_process_memory(pid, address, raw.baseAddress, raw.count)
-            }
-            if count == length { return buffer }
-            if count < 0 {
-                let error = errno
-                if error == EINTR { continue }
-                if error == ESRCH { throw .processGone }
-                throw .unreadableMemory(address: address, errno: error)
-            }
-            throw .unreadableMemory(address: address, errno: EFAULT)
+        do {
+            return try ProcessMemory.read(pid: pid, address: address, count: length)
+        } catch {
+            if error.errno == ESRCH { throw .processGone }
+            throw .unreadableMemory(address: address, errno: error.errno)
         }
     }
 }

@@ -243,26 +243,25 @@ private struct SampleStore: Sendable {
     }
 
     mutating func intern(_ context: TraceContext) -> Int32 {
-        if let index = traceContextIndex[context] { return index }
-        let index = Int32(traceContexts.count)
-        traceContexts.append(context)
-        traceContextIndex[context] = index
-        return index
+        Self.intern(context, in: &traceContexts, index: &traceContextIndex)
     }
 
     mutating func intern(stack: [Frame]) -> Int32 {
-        if let index = stackIndex[stack] { return index }
-        let index = Int32(stacks.count)
-        stacks.append(stack)
-        stackIndex[stack] = index
-        return index
+        Self.intern(stack, in: &stacks, index: &stackIndex)
     }
 
     mutating func intern(_ string: String) -> Int32 {
-        if let index = stringIndex[string] { return index }
-        let index = Int32(strings.count)
-        strings.append(string)
-        stringIndex[string] = index
-        return index
+        Self.intern(string, in: &strings, index: &stringIndex)
+    }
+
+    /// The position of `value` in `values`, appended the first time it is seen.
+    private static func intern<Value: Hashable>(_ value: Value, in values: inout [Value], index: inout [Value: Int32])
+        -> Int32
+    {
+        if let known = index[value] { return known }
+        let position = Int32(values.count)
+        values.append(value)
+        index[value] = position
+        return position
     }
 }

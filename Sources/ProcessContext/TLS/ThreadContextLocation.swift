@@ -181,14 +181,11 @@ extension ThreadContextLocator {
     private static func readWord(pid: Int32, address: UInt64, what: String) throws(ThreadContextLocationError)
         -> UInt64
     {
-        var value: UInt64 = 0
-        let copied = withUnsafeMutableBytes(of: &value) { buffer in
-            nodeprof_read_process_memory(pid, address, buffer.baseAddress, 8)
-        }
-        guard copied == 8 else {
+        do {
+            return try ProcessMemory.word(pid: pid, address: address)
+        } catch {
             throw .unreadable(
-                "cannot read \(what) at 0x\(String(address, radix: 16)) in process \(pid): errno \(errno)")
+                "cannot read \(what) at 0x\(String(address, radix: 16)) in process \(pid): errno \(error.errno)")
         }
-        return value
     }
 }

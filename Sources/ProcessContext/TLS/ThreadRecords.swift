@@ -100,15 +100,11 @@ extension ThreadContextLocation {
     }
 
     private static func bytes(pid: Int32, at address: UInt64, count: Int) -> [UInt8]? {
-        var buffer = [UInt8](repeating: 0, count: count)
-        let copied = buffer.withUnsafeMutableBytes { nodeprof_read_process_memory(pid, address, $0.baseAddress, count) }
-        return copied == count ? buffer : nil
+        try? ProcessMemory.read(pid: pid, address: address, count: count)
     }
 
     private static func word(pid: Int32, at address: UInt64) -> UInt64? {
-        bytes(pid: pid, at: address, count: 8).map { bytes in
-            bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
-        }
+        try? ProcessMemory.word(pid: pid, address: address)
     }
 }
 
