@@ -1,7 +1,8 @@
 public import NodeprofCore
 
 /// Reads what instrumented processes publish about themselves: the OTEP 4719 process context
-/// (resource and extra attributes in a named mapping, see `/work/shared/specs/process-context.md`)
+/// (resource and extra attributes in a named mapping; OpenTelemetry OTEP 4719,
+/// https://github.com/open-telemetry/opentelemetry-specification/pull/4719)
 /// and the thread-context reference data it carries (`threadlocal.*` keys, OTEP 4947).
 ///
 /// Data flow: `/proc/PID/maps` → mapping named `OTEL_CTX` → 32-byte header (process_vm_readv)

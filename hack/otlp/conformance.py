@@ -1,7 +1,8 @@
 """Conformance checks and summaries for OTLP profiles export requests.
 
-Implements the rules of /work/shared/specs/otlp-profiles.md ("Dictionary rules",
-"Profile and Sample rules" and the checkable semantic conventions) against a decoded
+Implements the rules of the OTLP profiles data model (opentelemetry-proto
+v1.10.0+, opentelemetry/proto/profiles/v1development/profiles.proto: the dictionary
+rules, the profile and sample rules and the checkable semantic conventions) against a decoded
 `ExportProfilesServiceRequest`, and summarizes a request as JSON-able data (counts,
 weights, resource attributes, hottest leaf functions).
 
