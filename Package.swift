@@ -127,10 +127,23 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        // One entry per live process, read once, kept current by kernel events; cgroup parsing.
+        .target(
+            name: "ProcessTable",
+            dependencies: ["NodeprofCore", "Symbolization", "ProcessContext"],
+            swiftSettings: strictSwift
+        ),
+        // The pipeline: sampler -> process table -> symbolizer -> profiles, in windows.
+        .target(
+            name: "Recording",
+            dependencies: ["NodeprofCore", "Sampling", "Symbolization", "ProcessTable", "Profiles"],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "Agent",
             dependencies: [
                 "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata", "ProcessContext",
+                "ProcessTable", "Recording",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -146,7 +159,7 @@ let package = Package(
             name: "nodeprof",
             dependencies: [
                 "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
-                "ProcessContext",
+                "ProcessContext", "ProcessTable", "Recording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -158,7 +171,7 @@ let package = Package(
             name: "nodeprof-bench",
             dependencies: [
                 "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
-                "ProcessContext", "ContextPublisher", "CContextPublisher",
+                "ProcessContext", "ProcessTable", "Recording", "ContextPublisher", "CContextPublisher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -215,6 +228,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProcessTableTests",
+            dependencies: [
+                "ProcessTable", "ProcessContext", "Symbolization", "NodeprofCore", "TestSupport", "CContextPublisher",
+            ],
             exclude: ["Fixtures"],
             swiftSettings: strictSwift
         ),
@@ -231,7 +251,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "KubeMetadata", "Sampling", "Profiles", "NodeprofCore", "TestSupport",
+                "Agent", "KubeMetadata", "Sampling", "Profiles", "NodeprofCore", "TestSupport", "ProcessTable", "Recording",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -244,7 +264,7 @@ let package = Package(
             name: "SamplingTests",
             dependencies: [
                 "Sampling", "Agent", "Symbolization", "Profiles", "NodeprofCore", "TestSupport", "ProcessContext",
-                "CContextPublisher",
+                "ProcessTable", "Recording", "CContextPublisher",
             ],
             swiftSettings: strictSwift
         ),

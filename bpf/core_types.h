@@ -24,9 +24,18 @@ struct thread_struct___nodeprof {
 } __attribute__((preserve_access_index));
 #endif
 
+/* signal->live: threads of the process still running (0 once its last thread exits). */
+struct atomic___nodeprof {
+	int counter;
+} __attribute__((preserve_access_index));
+struct signal_struct___nodeprof {
+	struct atomic___nodeprof live;
+} __attribute__((preserve_access_index));
+
 struct task_struct___nodeprof {
 	unsigned int flags;
 	struct thread_struct___nodeprof thread;
+	struct signal_struct___nodeprof *signal;
 } __attribute__((preserve_access_index));
 
 #endif

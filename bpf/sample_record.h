@@ -65,6 +65,22 @@ struct nodeprof_sample {
 	__u8 thread_ctx_room[NODEPROF_THREAD_CTX_MAX];
 };
 
+/* A process event, in the same ring buffer as the samples (so it arrives after every sample
+ * the process had before it): the first word tells the two records apart. */
+#define NODEPROF_PROCESS_EVENT_VERSION 0x70650001u
+#define NODEPROF_PROCESS_EXEC 1 /* the process replaced its program (execve) */
+#define NODEPROF_PROCESS_EXIT 2 /* its last thread exited: the process is gone */
+/* It called prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, ..., "OTEL_CTX"): a writer does this
+ * after publishing or updating its process context (OTEP 4719), whether naming works or not. */
+#define NODEPROF_PROCESS_CONTEXT 3
+struct nodeprof_process_event {
+	__u32 version; /* NODEPROF_PROCESS_EVENT_VERSION */
+	__u32 kind;    /* NODEPROF_PROCESS_* */
+	__u64 timestamp_ns;
+	__u32 pid; /* tgid */
+	__u32 reserved;
+};
+
 /* Bytes of a record holding `frame_count` frames (without a span record). */
 #define NODEPROF_SAMPLE_SIZE(frame_count)                                                          \
 	(__builtin_offsetof(struct nodeprof_sample, frames) + (frame_count) * sizeof(__u64))
@@ -95,8 +111,10 @@ enum nodeprof_counter {
 	NODEPROF_COUNTER_INTERNAL_ERROR,	/* a "cannot happen" branch did: lost, and a bug */
 	NODEPROF_COUNTER_THREAD_CTX_FOUND,	/* submitted samples carrying a valid span record */
 	NODEPROF_COUNTER_THREAD_CTX_UNREADABLE, /* a located variable or record could not be read */
-	NODEPROF_COUNTER_THREAD_CTX_INVALID, /* a record was attached but its valid byte was not 1
-					      */
+	NODEPROF_COUNTER_THREAD_CTX_INVALID,  /* a record was attached but its valid byte was not 1
+					       */
+	NODEPROF_COUNTER_PROCESS_EVENTS,      /* process events written to the ring buffer */
+	NODEPROF_COUNTER_PROCESS_EVENTS_LOST, /* process events lost: the ring buffer had no room */
 	NODEPROF_COUNTER_MAX,
 };
 

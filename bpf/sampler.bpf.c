@@ -195,6 +195,81 @@ static __always_inline __u32 nodeprof_read_thread_ctx(__u32 tgid, __u8 *dst)
 	return NODEPROF_THREAD_CTX_HEADER + attrs;
 }
 
+/* Process events (exec, exit, context published) go through the samples' ring buffer, after
+ * the samples the process had before them. Selected processes only, with --pid. */
+static __always_inline void nodeprof_emit_process_event(__u32 kind, __u32 tgid)
+{
+	if (nodeprof_config.filter_pids && !bpf_map_lookup_elem(&selected_pids, &tgid))
+		return;
+	struct nodeprof_process_event event = {
+		.version = NODEPROF_PROCESS_EVENT_VERSION,
+		.kind = kind,
+		.timestamp_ns = bpf_ktime_get_ns(),
+		.pid = tgid,
+	};
+	if (bpf_ringbuf_output(&samples, &event, sizeof(event), BPF_RB_NO_WAKEUP) != 0) {
+		count(NODEPROF_COUNTER_PROCESS_EVENTS_LOST);
+		return;
+	}
+	count(NODEPROF_COUNTER_PROCESS_EVENTS);
+}
+
+/* A raw tracepoint attaches by name: no tracefs needed. After exec, the process has new maps,
+ * a new executable and no process context yet. */
+SEC("raw_tp/sched_process_exec")
+int nodeprof_process_exec(void *ctx)
+{
+	nodeprof_emit_process_event(NODEPROF_PROCESS_EXEC,
+				    (__u32)(bpf_get_current_pid_tgid() >> 32));
+	return 0;
+}
+
+/* Runs for every exiting thread; the process is gone when its last thread exits (do_exit
+ * decrements signal->live before this tracepoint). Kernel threads are no processes of ours. */
+SEC("raw_tp/sched_process_exit")
+int nodeprof_process_exit(void *ctx)
+{
+	struct task_struct___nodeprof *task = (void *)bpf_get_current_task();
+	if (BPF_CORE_READ(task, flags) & NODEPROF_PF_KTHREAD)
+		return 0;
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	nodeprof_emit_process_event(NODEPROF_PROCESS_EXIT,
+				    (__u32)(bpf_get_current_pid_tgid() >> 32));
+	return 0;
+}
+
+/* The syscall tracepoint's record (include/trace/events/syscalls.h): the syscall number, then
+ * its six arguments. */
+struct nodeprof_sys_enter_args {
+	__u64 common; /* common_type, flags, preempt count, pid */
+	__s32 syscall_nr;
+	__u32 pad;
+	__u64 args[6];
+};
+
+#define NODEPROF_PR_SET_VMA 0x53564d41
+#define NODEPROF_PR_SET_VMA_ANON_NAME 0
+
+/* prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, "OTEL_CTX"): what an OTEP 4719 writer
+ * calls after it publishes or updates its context (named or not, the call is made). A syscall
+ * tracepoint fires for this one syscall only, unlike the raw sys_enter tracepoint. */
+SEC("tracepoint/syscalls/sys_enter_prctl")
+int nodeprof_process_context(struct nodeprof_sys_enter_args *ctx)
+{
+	if (ctx->args[0] != NODEPROF_PR_SET_VMA || ctx->args[1] != NODEPROF_PR_SET_VMA_ANON_NAME)
+		return 0;
+	char name[9] = {};
+	if (bpf_probe_read_user_str(name, sizeof(name), (void *)ctx->args[4]) != 9)
+		return 0;
+	if (name[0] != 'O' || name[1] != 'T' || name[2] != 'E' || name[3] != 'L' ||
+	    name[4] != '_' || name[5] != 'C' || name[6] != 'T' || name[7] != 'X')
+		return 0;
+	nodeprof_emit_process_event(NODEPROF_PROCESS_CONTEXT,
+				    (__u32)(bpf_get_current_pid_tgid() >> 32));
+	return 0;
+}
+
 SEC("perf_event")
 int nodeprof_sample_cpu(struct bpf_perf_event_data *ctx)
 {

@@ -1,5 +1,6 @@
 import Glibc
 public import NodeprofCore
+public import ProcessTable
 public import Sampling
 import Synchronization
 
@@ -17,8 +18,9 @@ public final class AgentState: Sendable {
         public var samplingError: String?
         public var samplerCounters = SamplerCounters()
         public var samplesRecorded = 0
-        /// Process and thread context read by the sampling loop.
-        public var processContexts = ProcessContextStatistics()
+        /// What the process table read (process and thread context among it).
+        public var processTable = ProcessTableStatistics()
+        public var processContexts: ProcessContextStatistics { processTable.contexts }
         public var processesTracked = 0
         /// Windows handed to attribution and export, and windows dropped because export fell
         /// behind.
@@ -32,8 +34,6 @@ public final class AgentState: Sendable {
         public var samplesAttributedToPods = 0
         public var samplesAttributedToContainersOnly = 0
         public var samplesOnNode = 0
-        /// Cgroup id cache size and hits/misses.
-        public var cgroupCacheEntries = 0
         /// The Kubernetes pod watch is required and has synced at least once.
         public var kubernetesRequired = false
         public var kubernetesSynced = false

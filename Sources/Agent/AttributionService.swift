@@ -41,7 +41,7 @@ public final class AttributionService: Service, Sendable {
         // last window, and that window must still be exported.
         for await window in windows {
             var profile = window.profile
-            await attribution.attribute(&profile, containers: window.containers)
+            await attribution.attribute(&profile)
             export.submit(profile)
         }
         let result = await export.finish(flushTimeout: flushTimeout)
@@ -72,40 +72,39 @@ public struct WindowAttribution: Sendable {
         self.grace = grace
     }
 
-    /// Adds container and pod attributes to each process of `profile`.
-    public func attribute(_ profile: inout Profile, containers: [Int32: ContainerIdentity]) async {
-        let samplesByPID = profile.sampleCountsByProcess
+    /// Adds container and pod attributes to each process description of `profile` that
+    /// names a container.
+    public func attribute(_ profile: inout Profile) async {
+        let samplesByProcess = profile.sampleCountsByProcess
+        var processes = profile.processes
 
-        if let podCache, !containers.isEmpty {
+        if let podCache {
             // Only containers whose cgroup names a pod are worth waiting for: a plain Docker
             // container never shows up in the pod list.
-            let podContainers = containers.values.filter { $0.podUID != nil }.map(\.containerID)
-            await waitUntilSettled(Set(podContainers), in: podCache)
+            let podContainers = processes.compactMap { $0.podUID == nil ? nil : $0.containerID }
+            if !podContainers.isEmpty { await waitUntilSettled(Set(podContainers), in: podCache) }
         }
         var pods = 0, containersOnly = 0, node = 0
         var podSamples = 0, containerOnlySamples = 0, nodeSamples = 0
-        for (pid, samples) in samplesByPID {
-            guard let reference = containers[pid] else {
+        for (position, samples) in samplesByProcess.enumerated() where samples > 0 {
+            guard let containerID = processes[position].containerID else {
                 node += 1
                 nodeSamples += samples
                 continue
             }
-            var attributes = profile.processAttributes[pid] ?? []
-            if let podCache,
-                let podAttributes = await podCache.attributes(
-                    containerID: reference.containerID, podUID: reference.podUID)
-            {
-                attributes += podAttributes
+            let podUID = processes[position].podUID
+            if let podCache, let podAttributes = await podCache.attributes(containerID: containerID, podUID: podUID) {
+                processes[position].attributes += podAttributes
                 pods += 1
                 podSamples += samples
             } else {
-                attributes.append(Attribute("container.id", .string(reference.containerID)))
-                if let podUID = reference.podUID { attributes.append(Attribute("k8s.pod.uid", .string(podUID))) }
+                processes[position].attributes.append(Attribute("container.id", .string(containerID)))
+                if let podUID { processes[position].attributes.append(Attribute("k8s.pod.uid", .string(podUID))) }
                 containersOnly += 1
                 containerOnlySamples += samples
             }
-            profile.processAttributes[pid] = attributes
         }
+        profile.processes = processes
         state.update {
             $0.processesAttributedToPods += pods
             $0.processesAttributedToContainersOnly += containersOnly

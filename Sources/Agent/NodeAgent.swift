@@ -3,6 +3,7 @@ public import KubeMetadata
 public import Logging
 public import NodeprofCore
 import ProcessContext
+public import ProcessTable
 public import Profiles
 public import Sampling
 public import ServiceLifecycle
@@ -111,16 +112,7 @@ public final class NodeAgent: Sendable {
 
         let sampling = SamplingService(
             configuration: configuration.sampler, windowSeconds: configuration.exportInterval, windows: windowInput,
-            state: state, logger: logger
-        ) { [state] in
-            var cgroups = CgroupAttribution()
-            return { pid, cgroupID in
-                let identity = cgroups.identity(cgroupID: cgroupID, pid: pid)
-                let entries = cgroups.count
-                state.update { $0.cgroupCacheEntries = entries }
-                return identity
-            }
-        }
+            state: state, logger: logger)
         // The flush gets what is left of the shutdown bound after sampling has stopped (it
         // stops within a poll timeout).
         let attribution = AttributionService(
@@ -310,7 +302,8 @@ public final class NodeAgent: Sendable {
 
         samples.append(
             .gauge(
-                "nodeprof_cgroup_cache_entries", "Cgroups the agent has resolved.", Double(snapshot.cgroupCacheEntries))
+                "nodeprof_cgroup_cache_entries", "Cgroups the agent has resolved.",
+                Double(snapshot.processTable.cgroupCacheEntries))
         )
         if let podCache {
             let pods = await podCache.currentStatistics

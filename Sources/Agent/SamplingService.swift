@@ -1,18 +1,20 @@
 import Foundation
-public import KubeMetadata
 public import Logging
 public import NodeprofCore
+import ProcessTable
 public import Profiles
+import Recording
 public import Sampling
 public import ServiceLifecycle
-import Synchronization
 
-/// A closed recording window on its way to attribution and export.
+/// A closed recording window on its way to attribution and export: each process
+/// description in it carries the container its cgroup names.
 public struct ClosedWindow: Sendable {
     public var profile: Profile
-    /// The container of each process that has samples in the window (processes outside any
-    /// container are absent).
-    public var containers: [Int32: ContainerIdentity]
+
+    public init(profile: Profile) {
+        self.profile = profile
+    }
 }
 
 /// Samples the whole node without end, cutting the recording into windows of
@@ -20,26 +22,22 @@ public struct ClosedWindow: Sendable {
 /// on a dedicated thread (it blocks in ring-buffer polls); graceful shutdown stops it, and
 /// the last, partial window is still handed over.
 public final class SamplingService: Service, Sendable {
-    /// Makes, on the sampling thread, the function that finds a process's container from its
-    /// pid and cgroup id (reading /proc while the process still runs).
-    public typealias ContainerIdentifierFactory =
-        @Sendable () -> (_ pid: Int32, _ cgroupID: UInt64) -> ContainerIdentity?
-
     private let configuration: SamplerConfiguration
     private let windowSeconds: Double
     private let windows: AsyncStream<ClosedWindow>.Continuation
-    private let makeIdentifier: ContainerIdentifierFactory
+    private let identifiesContainers: Bool
     private let state: AgentState
     private let logger: Logger
 
+    /// - Parameter identifiesContainers: find each process's container from its cgroup.
     public init(
         configuration: SamplerConfiguration, windowSeconds: Double, windows: AsyncStream<ClosedWindow>.Continuation,
-        state: AgentState, logger: Logger, makeIdentifier: @escaping ContainerIdentifierFactory
+        state: AgentState, logger: Logger, identifiesContainers: Bool = true
     ) {
         self.configuration = configuration
         self.windowSeconds = windowSeconds
         self.windows = windows
-        self.makeIdentifier = makeIdentifier
+        self.identifiesContainers = identifiesContainers
         self.state = state
         self.logger = logger
     }
@@ -64,28 +62,24 @@ public final class SamplingService: Service, Sendable {
     }
 
     private func record(stop: StopSignal) throws(SamplerError) {
-        let recording = try Recording(durationSeconds: nil, sampler: configuration)
+        let recording = try Recording(
+            durationSeconds: nil, sampler: configuration,
+            processTable: ProcessTable.Configuration(identifiesContainers: identifiesContainers))
         state.update {
             $0.samplerRunning = true
             $0.samplingHeartbeatNanos = monotonicNanoseconds()
         }
         logger.info(
             "sampling every CPU at \(configuration.frequency) Hz; a profile every \(windowSeconds) s")
+        if let reason = recording.contextEventsUnavailable {
+            logger.notice(
+                "process contexts published after a process's first sample are found by a rescan every 30 s: \(reason)")
+        }
         defer { state.update { $0.samplerRunning = false } }
-        let identify = makeIdentifier()
-        // Filled on the sampling thread by observeProcess, emptied by the window handler on
-        // the same thread: the mutex only satisfies the compiler (never contended).
-        let containers = Mutex<[Int32: ContainerIdentity]>([:])
         let state = self.state
         let windows = self.windows
         let window = RecordingWindow(seconds: windowSeconds, keepsWholeRecording: false) { profile in
-            let closed = ClosedWindow(
-                profile: profile,
-                containers: containers.withLock { current in
-                    defer { current = [:] }
-                    return current
-                })
-            let result = windows.yield(closed)
+            let result = windows.yield(ClosedWindow(profile: profile))
             state.update {
                 $0.windowsClosed += 1
                 if case .dropped = result { $0.windowsDropped += 1 }
@@ -93,16 +87,13 @@ public final class SamplingService: Service, Sendable {
         }
         _ = try recording.run(
             stop: stop, window: window,
-            observeProcess: { pid, cgroupID in
-                if let reference = identify(pid, cgroupID) { containers.withLock { $0[pid] = reference } }
-            },
             progress: { progress in
                 state.update {
                     $0.samplingHeartbeatNanos = monotonicNanoseconds()
                     $0.samplesRecorded = progress.samples
                     $0.processesTracked = progress.processes
                     if let counters = progress.counters { $0.samplerCounters = counters }
-                    $0.processContexts = progress.processContexts
+                    $0.processTable = progress.processTable
                 }
             })
     }

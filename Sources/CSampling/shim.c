@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -30,6 +32,9 @@ struct nodeprof_sampler {
 		consume_deadline; /* CLOCK_MONOTONIC ns at which the current poll stops consuming */
 	int perf_fds[NODEPROF_MAX_CPUS];
 	struct bpf_link *links[NODEPROF_MAX_CPUS];
+	struct bpf_link *exec_link;
+	struct bpf_link *exit_link;
+	struct bpf_link *context_link;
 	int attached;
 };
 
@@ -328,16 +333,107 @@ int nodeprof_enable_bpf_stats(void)
 	return fd < 0 ? -errno : fd;
 }
 
+/* The id of tracepoint `category/name` from a tracefs under `root`, or -errno. */
+static long nodeprof_tracepoint_id_under(const char *root, const char *category, const char *name)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/events/%s/%s/id", root, category, name);
+	FILE *file = fopen(path, "re");
+	if (!file)
+		return -errno;
+	long id = -1;
+	int matched = fscanf(file, "%ld", &id);
+	fclose(file);
+	return matched == 1 && id >= 0 ? id : -EINVAL;
+}
+
+/* The id of a tracepoint: from tracefs where it is mounted, else from a private tracefs mount
+ * made just for the lookup and detached at once (ids are global; nothing stays mounted). */
+static long nodeprof_tracepoint_id(const char *category, const char *name)
+{
+	static const char *const roots[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
+	long id = -ENOENT;
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		id = nodeprof_tracepoint_id_under(roots[i], category, name);
+		if (id >= 0)
+			return id;
+	}
+	char dir[] = "/tmp/nodeprof-tracefs-XXXXXX";
+	if (!mkdtemp(dir))
+		return -errno;
+	if (mount("nodev", dir, "tracefs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) !=
+	    0) {
+		id = -errno;
+	} else {
+		id = nodeprof_tracepoint_id_under(dir, category, name);
+		umount2(dir, MNT_DETACH);
+	}
+	rmdir(dir);
+	return id;
+}
+
+int nodeprof_sampler_attach_process_events(struct nodeprof_sampler *sampler, int *context_error)
+{
+	*context_error = 0;
+	if (sampler->exec_link || sampler->exit_link)
+		return -EEXIST;
+	struct bpf_program *exec =
+		bpf_object__find_program_by_name(sampler->object, "nodeprof_process_exec");
+	struct bpf_program *exit =
+		bpf_object__find_program_by_name(sampler->object, "nodeprof_process_exit");
+	struct bpf_program *context =
+		bpf_object__find_program_by_name(sampler->object, "nodeprof_process_context");
+	if (!exec || !exit || !context)
+		return -ENOENT;
+	sampler->exec_link = bpf_program__attach_raw_tracepoint(exec, "sched_process_exec");
+	if (!sampler->exec_link)
+		return -errno;
+	sampler->exit_link = bpf_program__attach_raw_tracepoint(exit, "sched_process_exit");
+	if (!sampler->exit_link)
+		return -errno;
+
+	/* Optional: without it, a context published after a process was first seen is found by
+	 * the periodic rescan instead. */
+	long id = nodeprof_tracepoint_id("syscalls", "sys_enter_prctl");
+	if (id < 0) {
+		*context_error = (int)-id;
+		return 0;
+	}
+	struct perf_event_attr attr;
+	memset(&attr, 0, sizeof(attr));
+	attr.size = sizeof(attr);
+	attr.type = PERF_TYPE_TRACEPOINT;
+	attr.config = (__u64)id;
+	attr.sample_period = 1;
+	attr.wakeup_events = 1;
+	/* A BPF program on a tracepoint runs on every CPU, whatever CPU the event was opened on. */
+	long fd = syscall(SYS_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+	if (fd < 0) {
+		*context_error = errno;
+		return 0;
+	}
+	sampler->context_link = bpf_program__attach_perf_event(context, (int)fd);
+	if (!sampler->context_link) {
+		*context_error = errno;
+		close((int)fd);
+	}
+	return 0;
+}
+
 void nodeprof_sampler_close(struct nodeprof_sampler *sampler)
 {
 	if (!sampler)
 		return;
+	/* Destroying a perf-event link also closes its perf event fd. */
 	for (int i = 0; i < NODEPROF_MAX_CPUS; i++) {
 		if (sampler->links[i])
 			bpf_link__destroy(sampler->links[i]);
-		if (sampler->perf_fds[i] >= 0)
+		else if (sampler->perf_fds[i] >= 0)
 			close(sampler->perf_fds[i]);
 	}
+	bpf_link__destroy(sampler->exec_link);
+	bpf_link__destroy(sampler->exit_link);
+	bpf_link__destroy(sampler->context_link);
 	if (sampler->ring)
 		ring_buffer__free(sampler->ring);
 	if (sampler->object)

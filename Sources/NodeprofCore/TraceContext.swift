@@ -82,3 +82,21 @@ extension TraceContext {
             flags: record[Layout.traceFlagsOffset], attributes: attributes)
     }
 }
+
+extension TraceContext {
+    /// The largest attribute key index a span record uses (-1 for none): a reader whose key
+    /// map is shorter re-reads the process context before decoding (OTEP 4947).
+    public static func maximumKeyIndex(_ record: [UInt8]) -> Int {
+        let header = RecordLayout.headerSize
+        guard record.count >= header else { return -1 }
+        var largest = -1
+        var position = header
+        while position + 2 <= record.count {
+            let length = Int(record[position + 1])
+            guard position + 2 + length <= record.count else { break }
+            largest = max(largest, Int(record[position]))
+            position += 2 + length
+        }
+        return largest
+    }
+}

@@ -1,7 +1,7 @@
 import CProcessContext
 import Glibc
 import NodeprofCore
-import Symbolization
+public import Symbolization
 
 /// Reads the process contexts of other processes (OTEP 4719 reading protocol: a seqlock keyed
 /// on the header's timestamp) and caches the decoded result per pid.
@@ -119,6 +119,60 @@ public final class ProcessContextReader {
         }
     }
 
+    /// The process context `pid` publishes in the mapping at `mappingAddress`, found by the
+    /// caller in maps it read anyway (``contextMapping(in:)``); nil address: the maps had
+    /// none. Reads no maps file. Errors are counted as with ``context(for:)``.
+    public func context(for pid: Int32, mappingAt mappingAddress: UInt64?) throws(ProcessContextError)
+        -> ProcessContext?
+    {
+        statistics.lookups += 1
+        guard let mappingAddress else {
+            cache[pid] = nil
+            statistics.withoutContext += 1
+            return nil
+        }
+        do {
+            let cached = cache[pid].flatMap { $0.mappingAddress == mappingAddress ? $0 : nil }
+            return try read(pid: pid, at: mappingAddress, cached: cached)
+        } catch {
+            count(error)
+            cache[pid] = nil
+            throw error
+        }
+    }
+
+    /// Reads only the header at the cached mapping of `pid`: the context when unchanged or
+    /// republished in place, nil when nothing is cached or the mapping no longer holds a
+    /// context there (then the caller reads the maps again).
+    public func cachedContext(for pid: Int32) throws(ProcessContextError) -> ProcessContext? {
+        guard let entry = cache[pid] else { return nil }
+        statistics.lookups += 1
+        do {
+            return try read(pid: pid, at: entry.mappingAddress, cached: entry)
+        } catch {
+            cache[pid] = nil
+            switch error {
+            case .badSignature, .badVersion, .unreadableMemory: return nil  // moved or gone
+            default:
+                count(error)
+                throw error
+            }
+        }
+    }
+
+    /// Start address of the first non-executable mapping named `OTEL_CTX` in `maps`, or nil.
+    public static func contextMapping(in maps: ProcessMaps) throws(ProcessContextError) -> UInt64? {
+        for mapping in maps.mappings where !mapping.permissions.contains(.execute) {
+            guard mappingNamePrefixes.contains(where: { mapping.path.hasPrefix($0) }) else { continue }
+            // A mapping smaller than the header cannot hold one (pages make this rare).
+            guard mapping.end - mapping.start >= UInt64(Header.size) else {
+                throw .unreadableMemory(address: mapping.start, errno: EFAULT)
+            }
+            return mapping.start
+        }
+        return nil
+    }
+
     private func lookUp(pid: Int32) throws(ProcessContextError) -> ProcessContext? {
         if let entry = cache[pid] {
             do {
@@ -165,15 +219,7 @@ public final class ProcessContextReader {
             if case .systemCall(_, _, let errno) = error { throw .unreadableMemory(address: 0, errno: errno) }
             throw .unreadableMemory(address: 0, errno: EFBIG)
         }
-        for mapping in maps.mappings where !mapping.permissions.contains(.execute) {
-            guard Self.mappingNamePrefixes.contains(where: { mapping.path.hasPrefix($0) }) else { continue }
-            // A mapping smaller than the header cannot hold one (pages make this rare).
-            guard mapping.end - mapping.start >= UInt64(Header.size) else {
-                throw .unreadableMemory(address: mapping.start, errno: EFAULT)
-            }
-            return mapping.start
-        }
-        return nil
+        return try Self.contextMapping(in: maps)
     }
 
     /// The seqlock read at `address`; with `cached`, an unchanged timestamp returns the cached

@@ -13,8 +13,8 @@ internal import SwiftProtobuf
 /// What a request holds:
 /// - one shared `ProfilesDictionary`; every table is deduplicated and starts with the
 ///   zero entry the spec reserves, and holds only entries something refers to;
-/// - one `ResourceProfiles` per process: `process.pid`, `process.executable.name`,
-///   `host.name`, plus the profile's ``Profile/processAttributes`` for that pid (such as
+/// - one `ResourceProfiles` per process description: `process.pid`, `process.executable.name`,
+///   `host.name`, plus the description's ``ProcessDescription/attributes`` (such as
 ///   `process.executable.path`); one per process because a process is what a developer
 ///   looks for, and the dictionary is shared, so the per-process overhead is only the
 ///   resource and a few headers (measured in BENCHMARKS.md);
@@ -126,21 +126,23 @@ public struct OTLPBuilder: Sendable {
 
     /// One process's samples (indices into the profile's samples, in order).
     struct ProcessGroup {
-        var pid: Int32
-        var processName: String?
+        /// The description's position in ``Profile/processes``.
+        var process: Int
         var samples: [Profile.StoredSample]
     }
 
+    /// One group per process description (a process that republished its context is two
+    /// resources), in the order of their first samples.
     static func groupByProcess(_ profile: Profile) -> [ProcessGroup] {
         var groups: [ProcessGroup] = []
-        var positions: [Int32: Int] = [:]
+        var positions = [Int](repeating: -1, count: profile.processes.count)
         profile.forEachStoredSample { sample in
-            if let position = positions[sample.pid] {
+            let position = positions[sample.process]
+            if position >= 0 {
                 groups[position].samples.append(sample)
-                if groups[position].processName == nil { groups[position].processName = sample.processName }
             } else {
-                positions[sample.pid] = groups.count
-                groups.append(ProcessGroup(pid: sample.pid, processName: sample.processName, samples: [sample]))
+                positions[sample.process] = groups.count
+                groups.append(ProcessGroup(process: sample.process, samples: [sample]))
             }
         }
         return groups
@@ -217,10 +219,11 @@ private struct RequestEncoder {
             guard seenKeys.insert(attribute.key).inserted else { return }
             resource.attributes.append(OTLPKeyValue(attribute))
         }
-        add(Attribute("process.pid", .int(Int64(group.pid))))
-        if let name = group.processName { add(Attribute("process.executable.name", .string(name))) }
+        let process = profile.processes[group.process]
+        add(Attribute("process.pid", .int(Int64(process.pid))))
+        if let name = process.name { add(Attribute("process.executable.name", .string(name))) }
         add(Attribute("host.name", .string(configuration.hostName)))
-        for attribute in profile.processAttributes[group.pid] ?? [] { add(attribute) }
+        for attribute in process.attributes { add(attribute) }
 
         var scope = OTLPScopeProfiles()
         scope.scope.name = configuration.scopeName

@@ -22,10 +22,35 @@ public struct Profile: Sendable {
     /// Free-form notes carried into the encoded profile (pprof comments), such as the
     /// command line that produced it.
     public var comments: [String] = []
-    /// What is known about each sampled process beyond its name, by pid: OTLP resource
-    /// attributes such as `process.executable.path` (later `container.id`, `k8s.*`).
-    /// Encoders that have no place for them (pprof) ignore them.
-    public var processAttributes: [Int32: [Attribute]] = [:]
+    /// The sampled processes, each as it described itself when sampled: a process that
+    /// republished its context or exec'd during the profile appears once per description,
+    /// and each sample points at the one it was taken under. Attribution may change a
+    /// description's ``ProcessDescription/attributes`` in place; never reorder or remove.
+    public var processes: [ProcessDescription] {
+        get { store.processes }
+        set { store.processes = newValue }
+    }
+
+    /// The attributes of each pid's first description, by pid: a view of ``processes`` for
+    /// profiles that hold one description per process. Setting it sets the attributes of
+    /// every description of that pid (adding one without samples when there is none).
+    public var processAttributes: [Int32: [Attribute]] {
+        get {
+            var result: [Int32: [Attribute]] = [:]
+            for process in store.processes where result[process.pid] == nil { result[process.pid] = process.attributes }
+            return result
+        }
+        set {
+            for (pid, attributes) in newValue {
+                var found = false
+                for index in store.processes.indices where store.processes[index].pid == pid {
+                    store.processes[index].attributes = attributes
+                    found = true
+                }
+                if !found { _ = store.intern(ProcessDescription(pid: pid, name: nil, attributes: attributes)) }
+            }
+        }
+    }
 
     /// Creates an empty profile.
     ///
@@ -70,20 +95,48 @@ public struct Profile: Sendable {
         StackID(index: store.intern(stack: frames))
     }
 
-    /// Adds one sample whose stack was interned with ``intern(stack:)``; `traceContext` is
-    /// the span its thread was running, when known.
+    /// A process description stored in this profile (valid for this profile only).
+    public struct ProcessID: Hashable, Sendable {
+        fileprivate let index: Int32
+        /// Its position in ``processes``.
+        public var position: Int { Int(index) }
+    }
+
+    /// Stores `process` once (an equal description is stored once) and returns its id, for
+    /// callers that add many samples of one process.
+    public mutating func intern(process: ProcessDescription) -> ProcessID {
+        ProcessID(index: store.intern(process))
+    }
+
+    /// Adds one sample whose stack was interned with ``intern(stack:)`` and whose process
+    /// with ``intern(process:)``; `traceContext` is the span its thread was running.
+    public mutating func add(
+        stack: StackID, process: ProcessID, tid: Int32, threadName: String, cgroupID: UInt64,
+        timestampNanos: UInt64, traceContext: TraceContext? = nil
+    ) {
+        store.add(
+            stack: stack.index, process: process.index, tid: tid, threadName: threadName, cgroupID: cgroupID,
+            timestampNanos: timestampNanos, traceContext: traceContext)
+    }
+
+    /// Adds one sample whose stack was interned with ``intern(stack:)``, of a process known
+    /// by pid and name only; `traceContext` is the span its thread was running, when known.
     public mutating func add(
         stack: StackID, pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
         timestampNanos: UInt64, traceContext: TraceContext? = nil
     ) {
+        let process = store.intern(ProcessDescription(pid: pid, name: processName))
         store.add(
-            stack: stack.index, pid: pid, tid: tid, threadName: threadName, processName: processName,
-            cgroupID: cgroupID, timestampNanos: timestampNanos, traceContext: traceContext)
+            stack: stack.index, process: process, tid: tid, threadName: threadName, cgroupID: cgroupID,
+            timestampNanos: timestampNanos, traceContext: traceContext)
     }
 
-    /// Number of samples of each process, by pid (without rebuilding the samples).
-    public var sampleCountsByProcess: [Int32: Int] {
-        store.records.reduce(into: [:]) { $0[$1.pid, default: 0] += 1 }
+    /// Number of samples of each description in ``processes``, by position (without
+    /// rebuilding the samples).
+    public var sampleCountsByProcess: [Int] {
+        var counts = [Int](repeating: 0, count: store.processes.count)
+        for record in store.records { counts[Int(record.process)] += 1 }
+        return counts
     }
 
     /// Number of samples that carry a trace context.
@@ -99,6 +152,7 @@ public struct Profile: Sendable {
         var stacks: [Int32?] = Array(repeating: nil, count: other.store.stacks.count)
         let strings = other.store.strings.map { store.intern($0) }
         let contexts = other.store.traceContexts.map { store.intern($0) }
+        let processes = other.store.processes.map { store.intern($0) }
         store.records.reserveCapacity(store.records.count + other.store.records.count)
         for var record in other.store.records {
             if let known = stacks[Int(record.stack)] {
@@ -109,13 +163,12 @@ public struct Profile: Sendable {
                 record.stack = stack
             }
             record.threadName = strings[Int(record.threadName)]
-            if record.processName >= 0 { record.processName = strings[Int(record.processName)] }
+            record.process = processes[Int(record.process)]
             if record.traceContext >= 0 { record.traceContext = contexts[Int(record.traceContext)] }
             store.records.append(record)
         }
         for drop in other.drops { recordDrops(drop.count, reason: drop.reason) }
         for comment in other.comments where !comments.contains(comment) { comments.append(comment) }
-        processAttributes.merge(other.processAttributes) { mine, _ in mine }
         let end = max(startTimeNanos &+ durationNanos, other.startTimeNanos &+ other.durationNanos)
         startTimeNanos = min(startTimeNanos, other.startTimeNanos)
         durationNanos = end &- startTimeNanos
@@ -146,6 +199,8 @@ extension Profile {
     struct StoredSample {
         var timestampNanos: UInt64
         var cgroupID: UInt64
+        /// Position of its process in ``processes``.
+        var process: Int
         var pid: Int32
         var tid: Int32
         var stack: Int
@@ -160,11 +215,12 @@ extension Profile {
     /// Calls `body` with every sample in order, without rebuilding frame arrays.
     func forEachStoredSample(_ body: (StoredSample) throws -> Void) rethrows {
         for record in store.records {
+            let process = store.processes[Int(record.process)]
             try body(
                 StoredSample(
-                    timestampNanos: record.timestampNanos, cgroupID: record.cgroupID, pid: record.pid, tid: record.tid,
-                    stack: Int(record.stack), threadName: store.strings[Int(record.threadName)],
-                    processName: record.processName < 0 ? nil : store.strings[Int(record.processName)],
+                    timestampNanos: record.timestampNanos, cgroupID: record.cgroupID, process: Int(record.process),
+                    pid: process.pid, tid: record.tid, stack: Int(record.stack),
+                    threadName: store.strings[Int(record.threadName)], processName: process.name,
                     traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)]))
         }
     }
@@ -191,9 +247,10 @@ extension Profile {
 
         public subscript(position: Int) -> SymbolizedSample {
             let record = store.records[position]
+            let process = store.processes[Int(record.process)]
             return SymbolizedSample(
-                pid: record.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
-                processName: record.processName < 0 ? nil : store.strings[Int(record.processName)],
+                pid: process.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
+                processName: process.name,
                 cgroupID: record.cgroupID, timestampNanos: record.timestampNanos,
                 frames: store.stacks[Int(record.stack)],
                 traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)])
@@ -207,15 +264,16 @@ private struct SampleStore: Sendable {
     struct Record: Sendable {
         var timestampNanos: UInt64
         var cgroupID: UInt64
-        var pid: Int32
+        var process: Int32
         var tid: Int32
         var stack: Int32
         var threadName: Int32
-        var processName: Int32  // -1: unknown
         var traceContext: Int32  // -1: none
     }
 
     var records: [Record] = []
+    var processes: [ProcessDescription] = []
+    var processIndex: [ProcessDescription: Int32] = [:]
     var stacks: [[Frame]] = []
     var stackIndex: [[Frame]: Int32] = [:]
     var strings: [String] = []
@@ -226,20 +284,26 @@ private struct SampleStore: Sendable {
 
     mutating func add(_ sample: SymbolizedSample) {
         add(
-            stack: intern(stack: sample.frames), pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
-            processName: sample.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos,
-            traceContext: sample.traceContext)
+            stack: intern(stack: sample.frames),
+            process: intern(ProcessDescription(pid: sample.pid, name: sample.processName)),
+            tid: sample.tid, threadName: sample.threadName, cgroupID: sample.cgroupID,
+            timestampNanos: sample.timestampNanos, traceContext: sample.traceContext)
     }
 
     mutating func add(
-        stack: Int32, pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
-        timestampNanos: UInt64, traceContext: TraceContext?
+        stack: Int32, process: Int32, tid: Int32, threadName: String, cgroupID: UInt64, timestampNanos: UInt64,
+        traceContext: TraceContext?
     ) {
         records.append(
             Record(
-                timestampNanos: timestampNanos, cgroupID: cgroupID, pid: pid, tid: tid, stack: stack,
-                threadName: intern(threadName), processName: processName.map { intern($0) } ?? -1,
-                traceContext: traceContext.map { intern($0) } ?? -1))
+                timestampNanos: timestampNanos, cgroupID: cgroupID, process: process, tid: tid, stack: stack,
+                threadName: intern(threadName), traceContext: traceContext.map { intern($0) } ?? -1))
+    }
+
+    /// Equal descriptions share one entry. Attribution may edit entries in place afterwards,
+    /// so the index is kept by the value each entry had when it was interned.
+    mutating func intern(_ process: ProcessDescription) -> Int32 {
+        Self.intern(process, in: &processes, index: &processIndex)
     }
 
     mutating func intern(_ context: TraceContext) -> Int32 {
@@ -263,5 +327,31 @@ private struct SampleStore: Sendable {
         values.append(value)
         index[value] = position
         return position
+    }
+}
+
+/// One sampled process as a profile knows it: who it is, what it says of itself, and the
+/// container its cgroup names.
+public struct ProcessDescription: Sendable, Hashable {
+    public var pid: Int32
+    /// The executable's name (`process.executable.name`).
+    public var name: String?
+    /// OTLP resource attributes beyond pid and name, first value of a key winning: what the
+    /// process publishes, `process.executable.path`, then container and pod attributes once
+    /// attributed. Encoders that have no place for them (pprof) ignore them.
+    public var attributes: [Attribute]
+    /// The container its cgroup names (the runtime's id), and the pod uid the cgroup path
+    /// carries, for attribution; exported only through ``attributes``.
+    public var containerID: String?
+    public var podUID: String?
+
+    public init(
+        pid: Int32, name: String?, attributes: [Attribute] = [], containerID: String? = nil, podUID: String? = nil
+    ) {
+        self.pid = pid
+        self.name = name
+        self.attributes = attributes
+        self.containerID = containerID
+        self.podUID = podUID
     }
 }

@@ -65,10 +65,14 @@ public struct SamplerCounters: Sendable, Hashable {
     /// Samples whose thread had a record attached that was not marked valid (valid byte not 1):
     /// sent without a span.
     public var threadContextsInvalid: UInt64 = 0
-    /// Records received from the ring buffer.
+    /// Sample records received from the ring buffer (process events are counted apart).
     public var received: UInt64 = 0
     /// Records rejected while decoding (wrong size or version).
     public var malformedRecords: UInt64 = 0
+    /// Process events (exec, exit, context published) written by the kernel side, and lost
+    /// because the ring buffer was full.
+    public var processEvents: UInt64 = 0
+    public var processEventsLost: UInt64 = 0
 
     public init() {}
 
@@ -88,6 +92,8 @@ public struct SamplerCounters: Sendable, Hashable {
         delta.threadContextsInvalid = threadContextsInvalid &- earlier.threadContextsInvalid
         delta.received = received &- earlier.received
         delta.malformedRecords = malformedRecords &- earlier.malformedRecords
+        delta.processEvents = processEvents &- earlier.processEvents
+        delta.processEventsLost = processEventsLost &- earlier.processEventsLost
         return delta
     }
 }
@@ -101,6 +107,11 @@ public final class Sampler {
     public let configuration: SamplerConfiguration
     /// CPUs a perf event is attached to.
     public let cpus: [Int]
+    /// Why context publications (``ProcessEvent/Kind/contextPublished``) are not reported,
+    /// nil when they are: they need the `syscalls/sys_enter_prctl` tracepoint's id from
+    /// tracefs (mounted, or mountable with CAP_SYS_ADMIN). Without them a process that
+    /// publishes after it was first seen is found by the process table's rescan.
+    public let contextEventsUnavailable: String?
     private let handle: OpaquePointer
     private let drain: Drain
     private let clock: ClockTranslation
@@ -150,6 +161,15 @@ public final class Sampler {
                 }, Unmanaged.passUnretained(drain).toOpaque())
             guard rc == 0 else { throw SamplerError.system(operation: "ring_buffer__new", errno: -rc) }
 
+            var contextError: Int32 = 0
+            let events = nodeprof_sampler_attach_process_events(handle, &contextError)
+            guard events == 0 else {
+                throw SamplerError.system(operation: "attach the exec and exit raw tracepoints", errno: -events)
+            }
+            contextEventsUnavailable =
+                contextError == 0
+                ? nil
+                : "the syscalls/sys_enter_prctl tracepoint could not be attached (\(errnoName(contextError))): mount tracefs at /sys/kernel/tracing or grant CAP_SYS_ADMIN"
             for cpu in cpus {
                 let rc = nodeprof_sampler_attach_cpu(handle, Int32(cpu), configuration.frequency)
                 guard rc == 0 else {
@@ -178,23 +198,38 @@ public final class Sampler {
     /// period: the timeout is the latency of a sample in a quiet system.
     @discardableResult
     public func poll(timeoutMilliseconds: Int32, _ body: (StackSample) -> Void) throws(SamplerError) -> Int {
+        try poll(timeoutMilliseconds: timeoutMilliseconds, events: { _ in }, body)
+    }
+
+    /// Like ``poll(timeoutMilliseconds:_:)``, and hands each process event to `events`, in
+    /// ring order with the samples (a process's exit comes after its samples).
+    @discardableResult
+    public func poll(
+        timeoutMilliseconds: Int32, events: (ProcessEvent) -> Void, _ body: (StackSample) -> Void
+    ) throws(SamplerError) -> Int {
         let clock = self.clock
         return try withoutActuallyEscaping(body) { (escapable) throws(SamplerError) -> Int in
-            drain.deliver = { raw in
-                if let sample = decodeSample(raw, clock: clock) {
-                    escapable(sample)
-                    return true
+            try withoutActuallyEscaping(events) { (escapableEvents) throws(SamplerError) -> Int in
+                drain.deliver = { raw in
+                    if raw.count >= 4, raw.loadUnaligned(as: UInt32.self) == NODEPROF_PROCESS_EVENT_VERSION {
+                        guard let event = decodeProcessEvent(raw, clock: clock) else { return false }
+                        escapableEvents(event)
+                        return true
+                    }
+                    if let sample = decodeSample(raw, clock: clock) {
+                        escapable(sample)
+                        return true
+                    }
+                    return false
                 }
-                return false
+                defer { drain.deliver = nil }
+                let n = nodeprof_sampler_poll(handle, timeoutMilliseconds)
+                guard n >= 0 else { throw .system(operation: "ring_buffer__poll", errno: -n) }
+                return Int(n)
             }
-            defer { drain.deliver = nil }
-            let n = nodeprof_sampler_poll(handle, timeoutMilliseconds)
-            guard n >= 0 else { throw .system(operation: "ring_buffer__poll", errno: -n) }
-            return Int(n)
         }
     }
 
-    /// Reads every counter (BPF per-CPU sums plus user-space decode counts).
     /// Tells the BPF program how `pid`'s threads reach their span record (nil: forget it).
     public func setThreadContextAccess(_ access: ThreadContextAccess?, pid: Int32) throws(SamplerError) {
         var info = nodeprof_thread_ctx_info()
@@ -216,6 +251,7 @@ public final class Sampler {
         guard rc == 0 else { throw .system(operation: "update the thread context map", errno: -rc) }
     }
 
+    /// Reads every counter (BPF per-CPU sums plus user-space decode counts).
     public func counters() throws(SamplerError) -> SamplerCounters {
         var values = [UInt64](repeating: 0, count: Int(NODEPROF_COUNTER_MAX.rawValue))
         let rc = nodeprof_sampler_read_counters(handle, &values)
@@ -232,6 +268,8 @@ public final class Sampler {
         c.threadContextsFound = values[Int(NODEPROF_COUNTER_THREAD_CTX_FOUND.rawValue)]
         c.threadContextsUnreadable = values[Int(NODEPROF_COUNTER_THREAD_CTX_UNREADABLE.rawValue)]
         c.threadContextsInvalid = values[Int(NODEPROF_COUNTER_THREAD_CTX_INVALID.rawValue)]
+        c.processEvents = values[Int(NODEPROF_COUNTER_PROCESS_EVENTS.rawValue)]
+        c.processEventsLost = values[Int(NODEPROF_COUNTER_PROCESS_EVENTS_LOST.rawValue)]
         c.received = drain.received
         c.malformedRecords = drain.malformed
         return c
@@ -288,11 +326,17 @@ public final class Sampler {
 /// Receives raw records from the C callback and forwards them to the current poll's body.
 private final class Drain {
     var deliver: ((UnsafeRawBufferPointer) -> Bool)?
+    /// Sample records, and process event records.
     var received: UInt64 = 0
+    var eventsReceived: UInt64 = 0
     var malformed: UInt64 = 0
 
     func consume(_ record: UnsafeRawPointer, _ size: Int) {
-        received += 1
+        if size >= 4, record.loadUnaligned(as: UInt32.self) == NODEPROF_PROCESS_EVENT_VERSION {
+            eventsReceived += 1
+        } else {
+            received += 1
+        }
         guard let deliver, deliver(UnsafeRawBufferPointer(start: record, count: size)) else {
             malformed += 1
             return
@@ -336,6 +380,22 @@ private enum RecordLayout {
     static let comm = MemoryLayout<Record>.offset(of: \.comm)!
     static let frames = MemoryLayout<Record>.offset(of: \.frames)!
     static let threadContextLength = MemoryLayout<Record>.offset(of: \.thread_ctx_len)!
+}
+
+/// Decodes one process event record; nil when its size or kind is wrong.
+func decodeProcessEvent(_ raw: UnsafeRawBufferPointer, clock: ClockTranslation) -> ProcessEvent? {
+    typealias Event = nodeprof_process_event
+    guard raw.count == MemoryLayout<Event>.size else { return nil }
+    let event = raw.loadUnaligned(as: Event.self)
+    let kind: ProcessEvent.Kind
+    switch Int32(event.kind) {
+    case NODEPROF_PROCESS_EXEC: kind = .exec
+    case NODEPROF_PROCESS_EXIT: kind = .exit
+    case NODEPROF_PROCESS_CONTEXT: kind = .contextPublished
+    default: return nil
+    }
+    return ProcessEvent(
+        kind: kind, pid: Int32(bitPattern: event.pid), timestampNanos: clock.wallClock(monotonic: event.timestamp_ns))
 }
 
 /// Decodes one ring-buffer record: the header, then `kernel_stack_len` kernel frames and

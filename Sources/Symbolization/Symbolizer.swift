@@ -51,8 +51,9 @@ public struct SymbolizerStatistics: Sendable, Hashable {
 
 /// The stage that turns ``StackSample`` values into ``SymbolizedSample`` values.
 ///
-/// Per process it keeps only a snapshot of the executable mappings from `/proc/PID/maps` and
-/// the executable's name, so samples can still be symbolized after the process exits. ELF
+/// It keeps no state per process: each process's executable mappings and name come from a
+/// ``ProcessImageSource`` (the agent's process table), which keeps them after the process
+/// exits until its samples are done. ELF
 /// files are cached by ``FileIdentity`` (build id, else device, inode, size and mtime),
 /// never by pid, so one libc serves every process; at most ``maximumOpenFiles`` files stay
 /// mapped (least recently used ones are unmapped).
@@ -75,29 +76,13 @@ public struct SymbolizerStatistics: Sendable, Hashable {
 public final class Symbolizer {
     /// Largest number of ELF files kept mapped.
     public var maximumOpenFiles = 256
-    /// Largest number of process snapshots kept; least recently used ones are dropped.
-    public var maximumProcesses = 16_384
-    /// Minimum time between two re-reads of one process's maps caused by uncovered
-    /// addresses; bounds the cost of garbage addresses in broken stacks.
-    public var minimumMapsRefreshIntervalNanos: UInt64 = 100_000_000
     /// How long a failure to load a file is remembered before it is retried.
     public var fileFailureRetryNanos: UInt64 = 10_000_000_000
-    /// How long a pid whose maps could not be read is remembered before it is retried
-    /// (the pid may be reused by a new process).
-    public var unknownProcessRetryNanos: UInt64 = 1_000_000_000
 
     private enum KernelSymbolsState {
         case notLoaded
         case loaded(KernelSymbols)
         case failed(KernelSymbolsError)
-    }
-
-    private struct ProcessSnapshot {
-        /// Executable mappings only, sorted by start.
-        var mappings: [MemoryMapping]
-        var executableName: String?
-        var takenAtNanos: UInt64
-        var lastUse: UInt64
     }
 
     private enum MappedFileResolution {
@@ -108,8 +93,9 @@ public final class Symbolizer {
 
     private let procRoot: String
     private var kernel: KernelSymbolsState
-    private var processes: [Int32: ProcessSnapshot] = [:]
-    private var unknownProcesses: [Int32: UInt64] = [:]
+    /// Where each process's executable mappings come from: the agent's process table, or
+    /// ``ProcessImages`` (reads maps itself) when the symbolizer is used alone.
+    public let processes: any ProcessImageSource
     private var mappedFiles: [MappedFileKey: MappedFileResolution] = [:]
     private var files: [FileIdentity: LoadedFile] = [:]
     private var vdso: LoadedFile??
@@ -118,26 +104,25 @@ public final class Symbolizer {
     private var clock: UInt64 = 0
 
     static let maximumMappedFileEntries = 65_536
-    static let maximumUnknownProcesses = 65_536
 
     /// - Parameters:
     ///   - procRoot: where procfs is mounted (`/proc`; the host's procfs inside a container).
     ///   - kernelSymbols: kernel symbols to use; nil loads `<procRoot>/kallsyms` at the first
     ///     kernel frame.
-    public init(procRoot: String = "/proc", kernelSymbols: KernelSymbols? = nil) {
+    ///   - processes: where process images come from; nil reads them with a
+    ///     ``ProcessImages`` of its own.
+    public init(
+        procRoot: String = "/proc", kernelSymbols: KernelSymbols? = nil, processes: (any ProcessImageSource)? = nil
+    ) {
         self.procRoot = procRoot
         self.kernel = kernelSymbols.map { .loaded($0) } ?? .notLoaded
+        self.processes = processes ?? ProcessImages(procRoot: procRoot)
     }
 
-    /// Snapshots the maps and executable name of `pid` unless already known. Call it as soon
-    /// as a pid is first seen, while the process is likely alive.
+    /// Reads the image of `pid` unless already known. Call it as soon as a pid is first
+    /// seen, while the process is likely alive.
     public func observe(pid: Int32) {
-        _ = snapshot(for: pid)
-    }
-
-    /// Drops the snapshot of `pid` (call once its exit is known and its samples are done).
-    public func forget(pid: Int32) {
-        processes[pid] = nil
+        _ = processes.image(of: pid)
     }
 
     /// Symbolizes one sample: kernel frames first (leaf first), then user frames (leaf first).
@@ -157,11 +142,11 @@ public final class Symbolizer {
 
         var processName: String? = nil
         if sample.pid > 0 {
-            let snapshot = snapshot(for: sample.pid)
-            processName = snapshot?.executableName
+            let image = processes.image(of: sample.pid)
+            processName = image?.executableName
             if !sample.userStack.isEmpty {
-                if snapshot != nil {
-                    symbolizeUserStack(of: sample, into: &frames)
+                if let image {
+                    symbolizeUserStack(of: sample, image: image, into: &frames)
                 } else {
                     for address in sample.userStack {
                         count(false, kernel: false)
@@ -179,7 +164,12 @@ public final class Symbolizer {
     /// Counters and cache sizes.
     public var statistics: SymbolizerStatistics {
         var statistics = counters
-        statistics.processesTracked = processes.count
+        let images = processes.imageStatistics
+        statistics.processesTracked = images.processesTracked
+        statistics.processesUnknown = images.processesUnknown
+        statistics.mapsSnapshots = images.mapsReads
+        statistics.mapsRefreshes = images.mapsRefreshes
+        statistics.mapsLinesSkipped = images.mapsLinesSkipped
         statistics.openELFFiles = files.count
         statistics.mappedFileCacheCount = mappedFiles.count
         statistics.demangleCacheCount = demangler.cacheCount
@@ -208,17 +198,19 @@ public final class Symbolizer {
         }
     }
 
-    private func symbolizeUserStack(of sample: StackSample, into frames: inout [Frame]) {
+    private func symbolizeUserStack(of sample: StackSample, image: ProcessImage, into frames: inout [Frame]) {
         let pid = sample.pid
+        var image = image
         var refreshed = false
         for (index, address) in sample.userStack.enumerated() {
             let lookup = Self.lookupAddress(address, index: index)
-            var mapping = processes[pid].flatMap { Self.mapping(containing: lookup, in: $0) }
+            var mapping = image.mapping(containing: lookup)
             if mapping == nil, !refreshed {
-                // Not covered: maybe a library dlopen'ed after the snapshot. Re-read once.
+                // Not covered: maybe a library dlopen'ed after the image was read. Re-read once.
                 refreshed = true
-                if refreshSnapshot(pid: pid) {
-                    mapping = processes[pid].flatMap { Self.mapping(containing: lookup, in: $0) }
+                if let newer = processes.refreshedImage(of: pid) {
+                    image = newer
+                    mapping = image.mapping(containing: lookup)
                 }
             }
             let frame: Frame
@@ -243,12 +235,6 @@ public final class Symbolizer {
     private func cut(_ discarded: Int) {
         counters.stacksCut += 1
         counters.framesDiscarded += discarded
-    }
-
-    private static func mapping(containing address: UInt64, in snapshot: ProcessSnapshot)
-        -> MemoryMapping?
-    {
-        ProcessMaps.index(of: address, in: snapshot.mappings).map { snapshot.mappings[$0] }
     }
 
     private func userFrame(address: UInt64, lookup: UInt64, mapping: MemoryMapping, pid: Int32)
@@ -295,82 +281,6 @@ public final class Symbolizer {
                 return nil
             }
         }
-    }
-
-    // MARK: Processes
-
-    private func snapshot(for pid: Int32) -> ProcessSnapshot? {
-        guard pid > 0 else { return nil }
-        if processes[pid] != nil {
-            processes[pid]?.lastUse = clock
-            return processes[pid]
-        }
-        let now = monotonicNanoseconds()
-        if let failedAt = unknownProcesses[pid], now &- failedAt < unknownProcessRetryNanos {
-            return nil
-        }
-        guard let snapshot = takeSnapshot(pid: pid, now: now) else {
-            if unknownProcesses[pid] == nil { counters.processesUnknown += 1 }
-            if unknownProcesses.count >= Self.maximumUnknownProcesses { unknownProcesses.removeAll() }
-            unknownProcesses[pid] = now
-            return nil
-        }
-        unknownProcesses[pid] = nil
-        store(snapshot, for: pid)
-        return snapshot
-    }
-
-    /// Re-reads the maps of `pid` when allowed by the refresh interval; true when the
-    /// snapshot changed.
-    private func refreshSnapshot(pid: Int32) -> Bool {
-        let now = monotonicNanoseconds()
-        if let old = processes[pid], now &- old.takenAtNanos < minimumMapsRefreshIntervalNanos {
-            return false
-        }
-        guard let snapshot = takeSnapshot(pid: pid, now: now) else {
-            // Exited: keep the old snapshot, but do not try again for a while.
-            processes[pid]?.takenAtNanos = now
-            return false
-        }
-        counters.mapsRefreshes += 1
-        store(snapshot, for: pid)
-        return true
-    }
-
-    private func takeSnapshot(pid: Int32, now: UInt64) -> ProcessSnapshot? {
-        guard let maps = try? ProcessMaps.read(pid: pid, procRoot: procRoot) else { return nil }
-        counters.mapsSnapshots += 1
-        counters.mapsLinesSkipped += maps.skippedLines
-        return ProcessSnapshot(
-            mappings: maps.mappings.filter { $0.permissions.contains(.execute) },
-            executableName: executableName(pid: pid), takenAtNanos: now, lastUse: clock)
-    }
-
-    private func store(_ snapshot: ProcessSnapshot, for pid: Int32) {
-        if processes[pid] == nil, processes.count >= maximumProcesses {
-            // Drop the least recently used quarter in one go to keep eviction rare.
-            let victims = processes.sorted { $0.value.lastUse < $1.value.lastUse }
-                .prefix(max(1, processes.count / 4))
-            for (victim, _) in victims { processes[victim] = nil }
-        }
-        processes[pid] = snapshot
-    }
-
-    private func executableName(pid: Int32) -> String? {
-        if var target = FileContents.readLink("\(procRoot)/\(pid)/exe") {
-            if target.hasSuffix(" (deleted)") { target.removeLast(" (deleted)".count) }
-            if let slash = target.lastIndex(of: "/") {
-                let name = String(target[target.index(after: slash)...])
-                if !name.isEmpty { return name }
-            }
-        }
-        // Kernel threads have no executable; their comm is their name.
-        guard let comm = try? FileContents.read("\(procRoot)/\(pid)/comm", limit: 4096) else {
-            return nil
-        }
-        let name = String(decoding: comm, as: UTF8.self)
-            .trimmingSuffix { $0 == "\n" }
-        return name.isEmpty ? nil : name
     }
 
     private func isAlive(pid: Int32) -> Bool {
@@ -542,13 +452,5 @@ final class LoadedFile {
         if names.count >= Self.maximumCachedNames { names.removeAll(keepingCapacity: true) }
         names[index] = name
         return name
-    }
-}
-
-extension String {
-    fileprivate func trimmingSuffix(while predicate: (Character) -> Bool) -> String {
-        var result = self
-        while let last = result.last, predicate(last) { result.removeLast() }
-        return result
     }
 }

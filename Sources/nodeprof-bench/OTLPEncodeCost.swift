@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import NodeprofCore
 import Profiles
+import Recording
 import Sampling
 import Symbolization
 

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NodeprofCore
 import Profiles
+import Recording
 import Sampling
 import Symbolization
 

@@ -1,5 +1,6 @@
 import Agent
 import Foundation
+import Recording
 
 /// Status output on standard error; the top-N table goes to standard output.
 enum Terminal {

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NodeprofCore
+import ProcessTable
 import Profiles
 import ServiceLifecycle
 import TestSupport
@@ -13,14 +14,19 @@ import Testing
 @testable import Agent
 
 @Suite struct WindowAttributionTests {
-    func profile(pids: [Int32: Int]) -> Profile {
+    /// A profile with `count` samples of each pid, described with its container.
+    func profile(pids: [Int32: Int], containers: [Int32: ContainerIdentity] = [:]) -> Profile {
         var profile = Profile(startTimeNanos: 1, frequencyHz: 99)
         let stack = profile.intern(stack: [Frame(kind: .native, address: 0x1000, function: "work", module: nil)])
         for (pid, count) in pids {
-            profile.processAttributes[pid] = [Attribute("process.executable.path", .string("/bin/app\(pid)"))]
+            let process = profile.intern(
+                process: ProcessDescription(
+                    pid: pid, name: "app",
+                    attributes: [Attribute("process.executable.path", .string("/bin/app\(pid)"))],
+                    containerID: containers[pid]?.containerID, podUID: containers[pid]?.podUID))
             for index in 0..<count {
                 profile.add(
-                    stack: stack, pid: pid, tid: pid, threadName: "t", processName: "app", cgroupID: 7,
+                    stack: stack, process: process, tid: pid, threadName: "t", cgroupID: 7,
                     timestampNanos: UInt64(index))
             }
         }
@@ -43,9 +49,8 @@ import Testing
         await cache.upsert(pod("known", uid: "u-known", container: a))
         let state = AgentState()
         let attribution = WindowAttribution(podCache: cache, state: state, grace: .milliseconds(300))
-        var profile = profile(pids: [10: 3, 20: 2, 30: 1, 40: 4])
-        await attribution.attribute(
-            &profile,
+        var profile = profile(
+            pids: [10: 3, 20: 2, 30: 1, 40: 4],
             containers: [
                 10: ContainerIdentity(containerID: a, podUID: "u-known"),
                 // A pod container the cache never learns: container id and pod uid only.
@@ -53,6 +58,7 @@ import Testing
                 // A plain Docker container: no pod to wait for.
                 30: ContainerIdentity(containerID: c, podUID: nil),
             ])
+        await attribution.attribute(&profile)
         let known = profile.processAttributes[10] ?? []
         #expect(known.first == Attribute("process.executable.path", .string("/bin/app10")))
         #expect(known.contains(Attribute("k8s.pod.name", .string("known"))))
@@ -73,13 +79,13 @@ import Testing
     @Test func aPodThatArrivesDuringTheGraceIsAttributed() async {
         let cache = PodCache(configuration: .init(nodeName: "n"), jobLookup: nil)
         let attribution = WindowAttribution(podCache: cache, state: AgentState(), grace: .seconds(60))
-        var profile = profile(pids: [10: 1])
+        var profile = profile(pids: [10: 1], containers: [10: ContainerIdentity(containerID: a, podUID: "u-late")])
         let late = Task {
             try await Task.sleep(for: .milliseconds(200))
             await cache.upsert(pod("late", uid: "u-late", container: a))
         }
         let started = ContinuousClock.now
-        await attribution.attribute(&profile, containers: [10: ContainerIdentity(containerID: a, podUID: "u-late")])
+        await attribution.attribute(&profile)
         _ = try? await late.value
         #expect(profile.processAttributes[10]?.contains(Attribute("k8s.pod.name", .string("late"))) == true)
         // It waited for the pod, not for the whole grace period.
@@ -156,22 +162,5 @@ import Testing
         }
         await group.triggerGracefulShutdown()
         try await running.value
-    }
-}
-
-/// The start time that tells a reused pid from the process that had it before.
-@Suite struct ProcessStartTimeTests {
-    @Test func startTimeSurvivesAHostileCommandName() throws {
-        let directory = try TemporaryDirectory()
-        // A command name with spaces and parentheses, as /proc/PID/stat shows it: "(a) (b 1)".
-        let program = directory.file("a) (b 1")
-        try FileManager.default.copyItem(atPath: "/bin/sleep", toPath: program)
-        let child = try ChildProcess(program, ["30"])
-        defer { child.kill() }
-        let own = try #require(ProcessContexts.startTime(pid: getpid()))
-        let theirs = try #require(ProcessContexts.startTime(pid: child.pid))
-        #expect(theirs >= own, "a child starts after its parent")
-        #expect(ProcessContexts.startTime(pid: child.pid) == theirs, "stable")
-        #expect(ProcessContexts.startTime(pid: 999_999_999) == nil)
     }
 }

@@ -1,4 +1,4 @@
-// libFuzzer entry point for the cgroup parsers (Sources/KubeMetadata/Cgroup).
+// libFuzzer entry point for the cgroup parsers (Sources/ProcessTable/Cgroup).
 //
 // Built by hack/fuzz-cgroup together with exactly ContainerIdentity.swift and
 // CgroupMount.swift, so it needs nothing but the standard library. Each input is parsed as

@@ -2,7 +2,9 @@ import Agent
 import Foundation
 import NodeprofCore
 import ProcessContext
+import ProcessTable
 import Profiles
+import Recording
 import Sampling
 import TestSupport
 import Testing

@@ -2,7 +2,9 @@ import Agent
 import Foundation
 import Glibc
 import NodeprofCore
+import ProcessTable
 import Profiles
+import Recording
 import Sampling
 import TestSupport
 import Testing

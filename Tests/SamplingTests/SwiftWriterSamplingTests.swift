@@ -1,7 +1,9 @@
 import Agent
 import Foundation
 import NodeprofCore
+import ProcessTable
 import Profiles
+import Recording
 import Sampling
 import Synchronization
 import TestSupport

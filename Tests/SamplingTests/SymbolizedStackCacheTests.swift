@@ -2,7 +2,7 @@ import NodeprofCore
 import Profiles
 import Testing
 
-@testable import Agent
+@testable import Recording
 
 @Suite struct SymbolizedStackCacheTests {
     func sample(pid: Int32, user: [UInt64]) -> StackSample {
@@ -13,7 +13,7 @@ import Testing
 
     func entry(_ sample: StackSample, in profile: inout Profile) -> SymbolizedStackCache.Entry {
         let frames = sample.userStack.map { Frame(kind: .native, address: $0, function: "f\($0)", module: nil) }
-        return .init(processName: "p\(sample.pid)", stack: profile.intern(stack: frames), cut: false)
+        return .init(stack: profile.intern(stack: frames), cut: false)
     }
 
     @Test func repeatedStacksAreSymbolizedOncePerProcess() {
@@ -26,9 +26,8 @@ import Testing
                 calls += 1
                 return entry(s, in: &profile)
             }
-            #expect(found.processName == "p\(pid)")
             profile.add(
-                stack: found.stack, pid: pid, tid: pid, threadName: "t", processName: found.processName, cgroupID: 1,
+                stack: found.stack, pid: pid, tid: pid, threadName: "t", processName: "p\(pid)", cgroupID: 1,
                 timestampNanos: 0)
         }
         #expect(calls == 2, "one symbolization per (pid, stack)")

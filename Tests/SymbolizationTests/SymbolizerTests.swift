@@ -207,8 +207,9 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         let target = try RunningTarget(program.executable, arguments: [program.plugin])
         defer { target.kill() }
 
-        let symbolizer = Symbolizer()
-        symbolizer.minimumMapsRefreshIntervalNanos = 0
+        let images = ProcessImages()
+        images.minimumRefreshIntervalNanos = 0
+        let symbolizer = Symbolizer(processes: images)
         symbolizer.observe(pid: target.pid)
         try target.send("load")
         let plugin = try #require(target.addresses["plugin_function"])
@@ -382,7 +383,8 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         let program = try TargetProgram(pie: false)
         defer { program.directory.remove() }
         let libcAddress = try fakeProcess(mapping: [libcPath], symbolName: "malloc", in: directory)[0]
-        let symbolizer = Symbolizer(procRoot: directory.path)
+        let images = ProcessImages(procRoot: directory.path)
+        let symbolizer = Symbolizer(procRoot: directory.path, processes: images)
         symbolizer.maximumOpenFiles = 1
         let first = symbolizer.symbolize(sample(pid: 88, user: [libcAddress])).frames[0].function
         #expect(first != nil)
@@ -390,14 +392,14 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         // A second file in another fake process evicts libc; libc then loads again.
         let executableAddress = try fakeProcess(
             mapping: [program.executable], symbolName: "executable_function", in: directory)[0]
-        symbolizer.forget(pid: 88)
+        images.forget(pid: 88)
         #expect(
             symbolizer.symbolize(sample(pid: 88, user: [executableAddress])).frames[0].function == "executable_function"
         )
         #expect(symbolizer.statistics.openELFFiles == 1)
         #expect(symbolizer.statistics.elfFilesEvicted == 1)
         _ = try fakeProcess(mapping: [libcPath], symbolName: "malloc", in: directory)
-        symbolizer.forget(pid: 88)
+        images.forget(pid: 88)
         #expect(symbolizer.symbolize(sample(pid: 88, user: [libcAddress])).frames[0].function == first)
         #expect(symbolizer.statistics.elfFilesLoaded == 3)
         #expect(symbolizer.statistics.elfFilesEvicted == 2)
@@ -410,8 +412,9 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         for pid in 1000..<1010 {
             try FileManager.default.copyItem(atPath: directory.file("88"), toPath: directory.file("\(pid)"))
         }
-        let symbolizer = Symbolizer(procRoot: directory.path)
-        symbolizer.maximumProcesses = 4
+        let images = ProcessImages(procRoot: directory.path)
+        images.maximumProcesses = 4
+        let symbolizer = Symbolizer(procRoot: directory.path, processes: images)
         for pid in Int32(1000)..<1010 { symbolizer.observe(pid: pid) }
         #expect(symbolizer.statistics.processesTracked <= 4)
         #expect(symbolizer.statistics.mapsSnapshots == 10)

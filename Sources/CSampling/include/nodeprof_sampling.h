@@ -42,6 +42,11 @@ int nodeprof_sampler_set_thread_ctx(struct nodeprof_sampler *sampler, uint32_t p
  * program. Returns 0 or -errno (of perf_event_open or of the attach). */
 int nodeprof_sampler_attach_cpu(struct nodeprof_sampler *sampler, int cpu, uint64_t frequency);
 
+/* Attaches the process-event programs: exec and exit (raw tracepoints, required: returns
+ * -errno when they fail) and context publication (the prctl syscall tracepoint, optional: its
+ * failure goes to *context_error as a positive errno, 0 when attached). */
+int nodeprof_sampler_attach_process_events(struct nodeprof_sampler *sampler, int *context_error);
+
 /* Sets the callback used by nodeprof_sampler_poll. Must be called before polling. */
 int nodeprof_sampler_set_consumer(struct nodeprof_sampler *sampler, nodeprof_sample_fn fn,
 				  void *context);

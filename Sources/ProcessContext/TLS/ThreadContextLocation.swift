@@ -81,6 +81,11 @@ public final class ThreadContextLocator {
         } catch {
             throw .unreadable("cannot read the maps of process \(pid): \(error)")
         }
+        return try locate(pid: pid, maps: maps)
+    }
+
+    /// Where the threads of `pid` find their `otel_thread_ctx_v1`, from maps the caller read.
+    public func locate(pid: Int32, maps: ProcessMaps) throws(ThreadContextLocationError) -> ThreadContextLocation {
         var seen: Set<String> = []
         var candidates: [(path: String, found: FileSymbol, mapping: MemoryMapping)] = []
         for mapping in maps.mappings where mapping.isFileBacked && mapping.offset == 0 {

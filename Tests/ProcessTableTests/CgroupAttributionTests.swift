@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Testing
 
-@testable import KubeMetadata
+@testable import ProcessTable
 
 private let id = "2b78f9fa3929001b038625607be8a97af3fb9066246513e5c15343fb52dd99d9"
 private let uid = "515352eb-790e-4efd-a555-45d6692fa81e"

@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-@testable import KubeMetadata
+@testable import ProcessTable
 
 /// Container ids and pod UIDs used by the cases below.
 private let id = "5dab0ec4aebed0b17e8b783c11b859f43da98335fd4973a396ed7bbdab6659f3"
@@ -17,7 +17,7 @@ private func identity(_ text: String) -> ContainerIdentity? {
 
 @Suite struct CgroupFixtureTests {
     /// The recorded `/proc/PID/cgroup` files (copied unchanged from the shared fixtures).
-    static let directory = repositoryRoot() + "/Tests/KubeMetadataTests/Fixtures/cgroup"
+    static let directory = repositoryRoot() + "/Tests/ProcessTableTests/Fixtures/cgroup"
 
     static func expectations() throws -> [(file: String, identity: ContainerIdentity)] {
         let table = try String(contentsOfFile: directory + "/expected.tsv", encoding: .utf8)

@@ -1,5 +1,6 @@
 import Glibc
 public import NodeprofCore
+public import ProcessTable
 public import Profiles
 public import Sampling
 public import Symbolization
@@ -22,8 +23,10 @@ public struct RecordingProgress: Sendable {
     public var lost: UInt64
     /// The sampler's counters at this moment (nil when they could not be read).
     public var counters: SamplerCounters?
+    /// What the process table read so far, and its size.
+    public var processTable: ProcessTableStatistics
     /// Process and thread context read so far.
-    public var processContexts: ProcessContextStatistics
+    public var processContexts: ProcessContextStatistics { processTable.contexts }
 }
 
 /// What a finished recording produced.
@@ -35,32 +38,52 @@ public struct RecordingResult: Sendable {
     public var samplesWithCutStacks: Int
     /// True when the recording ended early because a stop was requested.
     public var stoppedEarly: Bool
+    /// What the process table read, and what the kernel reported of processes.
+    public var processTable: ProcessTableStatistics
     /// Process and thread context read (OTEP 4719, 4947).
-    public var processContexts: ProcessContextStatistics
+    public var processContexts: ProcessContextStatistics { processTable.contexts }
 }
 
-/// `nodeprof record`: samples for a duration, symbolizes each sample as it arrives (while
-/// its process is most likely still alive), and collects a ``Profile``.
+/// The pipeline from the sampler to profiles, for `nodeprof record` and `nodeprof agent`:
+/// samples and process events are drained on one thread; each sample's process is looked
+/// up in the ``ProcessTable`` (read once per process, kept current by the kernel's exec,
+/// exit and context events), symbolized while the process most likely still runs, and
+/// added to the current window's ``Profile`` under the description its process had then.
 ///
-/// The sampler starts in `init`; ``run(stop:progress:)`` blocks the calling thread until
-/// the duration has passed or `stop` is raised, so call it from a dedicated thread.
+/// The sampler starts in `init`; ``run(stop:window:progress:)`` blocks the calling thread
+/// until the duration has passed or `stop` is raised, so call it from a dedicated thread.
 public final class Recording {
     public let durationSeconds: Double?
     private let sampler: Sampler
+    private let table: ProcessTable
     private let symbolizer: Symbolizer
     private let startNanos: UInt64
 
-    public init(durationSeconds: Double?, sampler configuration: SamplerConfiguration) throws(SamplerError) {
+    /// - Parameters:
+    ///   - processTable: how the process table reads processes (container identity for the
+    ///     agent); whether the kernel reports context publications is found out here.
+    public init(
+        durationSeconds: Double?, sampler configuration: SamplerConfiguration,
+        processTable: ProcessTable.Configuration = ProcessTable.Configuration()
+    ) throws(SamplerError) {
         try Preflight.checkPrivileges()
         try Preflight.checkBTF()
         self.durationSeconds = durationSeconds
-        self.symbolizer = Symbolizer()
-        // Snapshot the selected processes' maps before the first sample arrives; any other
-        // process is snapshotted by the symbolizer when its first sample is symbolized.
-        for pid in configuration.processIDs ?? [] { symbolizer.observe(pid: pid) }
+        let table = ProcessTable(configuration: processTable)
+        self.table = table
+        self.symbolizer = Symbolizer(processes: table)
+        // Read the selected processes before the first sample arrives; any other process is
+        // read on its first sample.
+        for pid in configuration.processIDs ?? [] { _ = table.entry(pid: pid) }
         self.startNanos = wallClockNanoseconds()
-        self.sampler = try Sampler(configuration: configuration)
+        let sampler = try Sampler(configuration: configuration)
+        self.sampler = sampler
+        table.configuration.contextEventsAvailable = sampler.contextEventsUnavailable == nil
+        table.setThreadContextSink(SamplerThreadContextSink(sampler: sampler))
     }
+
+    /// Why the kernel does not report context publications (nil when it does).
+    public var contextEventsUnavailable: String? { sampler.contextEventsUnavailable }
 
     /// Records until the duration has passed or `stop` is raised.
     ///
@@ -69,13 +92,8 @@ public final class Recording {
     /// processes) goes to `window.handler` on this thread as soon as it closes, the last
     /// one when the recording stops; the result still holds the whole recording.
     ///
-    /// `observeProcess` sees each process's first sample in each window (pid and cgroup id),
-    /// on this thread, while the process most likely still runs: the place to read what
-    /// /proc says about it.
     public func run(
-        stop: StopSignal, window: RecordingWindow? = nil,
-        observeProcess: (_ pid: Int32, _ cgroupID: UInt64) -> Void = { _, _ in },
-        progress: (RecordingProgress) -> Void
+        stop: StopSignal, window: RecordingWindow? = nil, progress: (RecordingProgress) -> Void
     ) throws(SamplerError) -> RecordingResult {
         let started = monotonicNanoseconds()
         let frequency = sampler.configuration.frequency
@@ -90,35 +108,35 @@ public final class Recording {
         let symbolizer = self.symbolizer
 
         var stacks = SymbolizedStackCache()
-        var executables = ExecutablePaths()
-        let contexts = ProcessContexts()
-        let sampler = self.sampler
+        // Each process version's description in the current profile.
+        var described: [ProcessVersion: Profile.ProcessID] = [:]
+        let table = self.table
         var samplesWithCutStacks = 0
         var samplesRecorded = 0
         func consume(_ sample: StackSample) {
+            let process = table.entry(pid: sample.pid, cgroupID: sample.cgroupID)
+            let version = ProcessVersion(pid: sample.pid, version: process?.version ?? 0)
+            let processID: Profile.ProcessID
+            if let known = described[version] {
+                processID = known
+            } else {
+                processID = current.intern(process: Self.describe(process, pid: sample.pid))
+                described[version] = processID
+            }
             let entry = stacks.entry(for: sample) {
-                // A miss is certain on a process's first sample in this profile (the cache
-                // starts empty with each profile): describe the process once, here.
-                if current.processAttributes[sample.pid] == nil {
-                    // What the process says of itself comes first: the first value of a key
-                    // wins in the OTLP resource (docs/kubernetes.md, "Precedence").
-                    current.processAttributes[sample.pid] =
-                        contexts.observe(pid: sample.pid, sampler: sampler) + executables.attributes(pid: sample.pid)
-                    observeProcess(sample.pid, sample.cgroupID)
-                }
                 let symbolized = symbolizer.symbolize(sample)
                 // The symbolizer emits a frame per address unless it cut a broken chain.
                 let cut = symbolized.frames.count < sample.kernelStack.count + sample.userStack.count
-                return SymbolizedStackCache.Entry(
-                    processName: symbolized.processName, stack: current.intern(stack: symbolized.frames), cut: cut)
+                return SymbolizedStackCache.Entry(stack: current.intern(stack: symbolized.frames), cut: cut)
             }
             if entry.cut { samplesWithCutStacks += 1 }
             samplesRecorded += 1
             current.add(
-                stack: entry.stack, pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
-                processName: entry.processName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos,
-                traceContext: contexts.traceContext(record: sample.threadContextRecord, pid: sample.pid))
+                stack: entry.stack, process: processID, tid: sample.tid, threadName: sample.threadName,
+                cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos,
+                traceContext: table.traceContext(record: sample.threadContextRecord, pid: sample.pid))
         }
+        func handle(_ event: ProcessEvent) { table.handle(event) }
 
         // Closes the current window: duration, its share of the losses, hand-off.
         func closeWindow() throws(SamplerError) -> Profile {
@@ -130,6 +148,7 @@ public final class Recording {
             let closed = current
             current = Profile(startTimeNanos: end, frequencyHz: frequency)
             stacks = SymbolizedStackCache()  // its entries refer to the closed profile's stacks
+            described = [:]
             return closed
         }
 
@@ -140,7 +159,7 @@ public final class Recording {
             // 100 ms: how late a sample may be drained, and so how soon a short-lived
             // process's maps are read after its first sample.
             let timeout = Int32(min(100, max(1, remaining * 1000)))
-            try sampler.poll(timeoutMilliseconds: timeout, consume)
+            try sampler.poll(timeoutMilliseconds: timeout, events: handle, consume)
             let now = monotonicNanoseconds()
             if let window, Double(now - windowStarted) / 1e9 >= window.seconds {
                 windowStarted = now
@@ -154,15 +173,16 @@ public final class Recording {
                 progress(
                     .init(
                         elapsedSeconds: Double(now - started) / 1e9, plannedSeconds: durationSeconds,
-                        samples: samplesRecorded,
-                        processes: symbolizer.statistics.processesTracked, lost: counters?.lostRingBufferFull ?? 0,
-                        counters: counters, processContexts: contexts.statistics))
+                        samples: samplesRecorded, processes: table.statistics.processes,
+                        lost: counters?.lostRingBufferFull ?? 0, counters: counters, processTable: table.statistics))
             }
         }
         // Samples already in the ring buffer belong to the recording window: drain them, for
         // at most 2 s (a consumer slower than the producers would never see it empty).
         let drainDeadline = monotonicNanoseconds() &+ 2_000_000_000
-        while try sampler.poll(timeoutMilliseconds: 0, consume) > 0, monotonicNanoseconds() < drainDeadline {}
+        while try sampler.poll(timeoutMilliseconds: 0, events: handle, consume) > 0,
+            monotonicNanoseconds() < drainDeadline
+        {}
 
         let last = try closeWindow()
         let counters = countersAtWindowStart  // read by closeWindow, as the recording ended
@@ -183,7 +203,16 @@ public final class Recording {
         return RecordingResult(
             profile: profile, counters: counters, symbolization: stats,
             samplesWithCutStacks: samplesWithCutStacks, stoppedEarly: stop.isStopped,
-            processContexts: contexts.statistics)
+            processTable: table.statistics)
+    }
+
+    /// A process as the profile describes it: what it says of itself first (the first value
+    /// of a key wins in the OTLP resource, docs/kubernetes.md "Precedence"), and its container.
+    static func describe(_ entry: ProcessEntry?, pid: Int32) -> ProcessDescription {
+        guard let entry else { return ProcessDescription(pid: pid, name: nil) }
+        return ProcessDescription(
+            pid: pid, name: entry.image.executableName, attributes: entry.attributes,
+            containerID: entry.container?.containerID, podUID: entry.container?.podUID)
     }
 
     private static func recordDrops(_ counters: SamplerCounters, in profile: inout Profile) {
@@ -210,26 +239,6 @@ public struct RecordingWindow: Sendable {
     }
 }
 
-/// `process.executable.path` of each process, read once from /proc/PID/exe. Bounded: the
-/// table is cleared when it holds 65,536 processes (pids are reused anyway).
-struct ExecutablePaths {
-    private var paths: [Int32: String?] = [:]
-    static let maximumEntries = 65_536
-
-    mutating func attributes(pid: Int32) -> [Attribute] {
-        let path: String?
-        if let known = paths[pid] {
-            path = known
-        } else {
-            if paths.count >= Self.maximumEntries { paths.removeAll(keepingCapacity: true) }
-            // Fails for kernel threads and processes that already exited: no attribute.
-            path = FileContents.readLink("/proc/\(pid)/exe")
-            paths[pid] = path
-        }
-        return path.map { [Attribute("process.executable.path", .string($0))] } ?? []
-    }
-}
-
 /// Symbolized stacks by raw stack: a busy process repeats a few stacks, and looking the raw
 /// addresses up here is far cheaper than symbolizing them again. Entries are dropped every
 /// two seconds (and when 16,384 pile up), so a process that execs or unloads a library is
@@ -242,7 +251,6 @@ struct SymbolizedStackCache {
     }
 
     struct Entry {
-        var processName: String?
         var stack: Profile.StackID
         /// The symbolizer cut this stack at a broken frame-pointer chain.
         var cut: Bool
@@ -264,5 +272,21 @@ struct SymbolizedStackCache {
         let entry = symbolize()
         entries[key] = entry
         return entry
+    }
+}
+
+/// A process under one description (``ProcessEntry/version``): the key of its description
+/// in a profile.
+struct ProcessVersion: Hashable {
+    var pid: Int32
+    var version: UInt64
+}
+
+/// Hands thread-context locations from the process table to the BPF sampler's map.
+final class SamplerThreadContextSink: ThreadContextAccessSink {
+    let sampler: Sampler
+    init(sampler: Sampler) { self.sampler = sampler }
+    func setThreadContextAccess(_ access: ThreadContextAccess?, pid: Int32) throws {
+        try sampler.setThreadContextAccess(access, pid: pid)
     }
 }
