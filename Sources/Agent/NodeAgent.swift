@@ -176,91 +176,19 @@ public final class NodeAgent: Sendable {
         }
     }
 
-    /// What was read of the process and thread context processes publish.
-    public static func processContextSamples(_ contexts: ProcessContextStatistics) -> [MetricSample] {
-        let reader = contexts.reader
-        var samples: [MetricSample] = [
-            .gauge(
-                "nodeprof_process_contexts", "Processes known to publish a process context (OTEP 4719).",
-                Double(contexts.processesWithContext))
-        ]
-        let lookups = [
-            ("read", reader.reads), ("unchanged", reader.cacheHits), ("none", reader.withoutContext),
-            ("bad_signature", reader.badSignature), ("bad_version", reader.badVersion), ("bad_size", reader.badSize),
-            ("not_published", reader.notPublished), ("torn", reader.torn), ("unreadable", reader.unreadableMemory),
-            ("decode_error", reader.decodeErrors), ("process_gone", reader.processesGone),
-        ]
-        for (result, count) in lookups {
-            samples.append(
-                .counter(
-                    "nodeprof_process_context_lookups_total",
-                    "Process-context lookups by result: read (payload decoded), unchanged (header only), none (no OTEL_CTX mapping), or why the context was refused.",
-                    count, labels: [("result", result)]))
-        }
-        for (result, count) in [
-            ("located", contexts.threadContextsLocated), ("unsupported", contexts.locateFailures),
-            ("map_update_failed", contexts.mapUpdateFailures),
-        ] {
-            samples.append(
-                .counter(
-                    "nodeprof_thread_context_processes_total",
-                    "Processes that announced thread context (OTEP 4947), by whether the sampler could follow their TLS variable.",
-                    count, labels: [("result", result)]))
-        }
-        for (result, count) in [("decoded", contexts.recordsDecoded), ("invalid", contexts.recordsInvalid)] {
-            samples.append(
-                .counter(
-                    "nodeprof_thread_context_records_total",
-                    "Span records received from the sampler, by decoding result.",
-                    count, labels: [("result", result)]))
-        }
-        samples.append(
-            .counter(
-                "nodeprof_thread_context_key_map_refreshes_total",
-                "Process contexts read again because a span record used an attribute key index beyond the known map.",
-                contexts.keyMapRefreshes))
-        return samples
-    }
-
     func metricSamples(exporter: OTLPExporter, podCache: PodCache?, podWatch: PodWatchService?) async -> [MetricSample]
     {
         let snapshot = state.snapshot
         let counters = snapshot.samplerCounters
-        var samples: [MetricSample] = [
-            .counter("nodeprof_bpf_samples_seen_total", "Perf events the BPF program ran for.", counters.seen),
-            .counter("nodeprof_samples_received_total", "Samples read from the ring buffer.", counters.received),
+        var samples = counters.metricSamples + snapshot.processTable.metricSamples
+        samples += [
             .counter("nodeprof_samples_recorded_total", "Samples symbolized into profiles.", snapshot.samplesRecorded),
-            .counter(
-                "nodeprof_samples_dropped_total", "Samples lost, by reason.", counters.lostRingBufferFull,
-                labels: [("reason", "ring_buffer_full")]),
-            .counter(
-                "nodeprof_samples_dropped_total", "Samples lost, by reason.", counters.malformedRecords,
-                labels: [("reason", "malformed")]),
-            .counter(
-                "nodeprof_samples_dropped_total", "Samples lost, by reason.", counters.internalErrors,
-                labels: [("reason", "bpf_internal_error")]),
-            .counter(
-                "nodeprof_samples_idle_total", "Samples of the idle task, dropped in the kernel.", counters.idleDropped),
-            .counter(
-                "nodeprof_thread_context_samples_total",
-                "Samples that carried the thread's span record (OTEP 4947 thread context).",
-                counters.threadContextsFound),
-            .counter(
-                "nodeprof_thread_context_unreadable_total",
-                "Located thread-context variables or span records the BPF program could not read.",
-                counters.threadContextsUnreadable),
-            .counter(
-                "nodeprof_thread_context_invalid_total",
-                "Samples whose thread had a span record attached that was not marked valid (sent without a span).",
-                counters.threadContextsInvalid),
             .counter("nodeprof_windows_total", "Profiles (export windows) closed.", snapshot.windowsClosed),
             .counter(
                 "nodeprof_windows_dropped_total", "Profiles dropped because export fell behind.",
                 snapshot.windowsDropped),
-            .gauge("nodeprof_processes_tracked", "Processes the symbolizer tracks.", Double(snapshot.processesTracked)),
             .gauge("nodeprof_up", "1 while the sampler runs.", snapshot.samplerRunning ? 1 : 0),
         ]
-        samples += Self.processContextSamples(snapshot.processContexts)
         for (target, processes, count) in [
             ("pod", snapshot.processesAttributedToPods, snapshot.samplesAttributedToPods),
             ("container", snapshot.processesAttributedToContainersOnly, snapshot.samplesAttributedToContainersOnly),
@@ -276,35 +204,7 @@ public final class NodeAgent: Sendable {
                     "Processes (per profile) by what they were attributed to.", processes, labels: [("to", target)]))
         }
 
-        let export = await exporter.statistics
-        samples += [
-            .counter(
-                "nodeprof_export_requests_total", "OTLP export requests by result.", export.succeeded.requests,
-                labels: [("result", "success")]),
-            .counter(
-                "nodeprof_export_requests_total", "OTLP export requests by result.", export.partiallySucceeded.requests,
-                labels: [("result", "partial_success")]),
-            .counter(
-                "nodeprof_export_samples_total", "Samples the collector accepted.",
-                export.succeeded.samples + export.partiallySucceeded.samples),
-            .counter("nodeprof_export_attempts_total", "Export attempts, first tries and retries.", export.attempts),
-            .counter("nodeprof_export_retries_total", "Export attempts that were retries.", export.retries),
-            .counter("nodeprof_export_bytes_total", "Protobuf bytes sent, before compression.", export.bytesSent),
-            .gauge("nodeprof_export_queue_bytes", "Bytes queued or in flight.", Double(export.queuedBytes)),
-        ]
-        for (reason, counts) in export.dropped.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            samples.append(
-                .counter(
-                    "nodeprof_export_requests_dropped_total", "OTLP export requests dropped, by reason.",
-                    counts.requests,
-                    labels: [("reason", reason.rawValue)]))
-        }
-
-        samples.append(
-            .gauge(
-                "nodeprof_cgroup_cache_entries", "Cgroups the agent has resolved.",
-                Double(snapshot.processTable.cgroupCacheEntries))
-        )
+        samples += await exporter.statistics.metricSamples
         if let podCache {
             let pods = await podCache.currentStatistics
             samples += [

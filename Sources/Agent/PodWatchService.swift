@@ -1,5 +1,6 @@
 public import KubeMetadata
 public import Logging
+import NodeprofCore
 public import ServiceLifecycle
 
 /// Keeps the ``PodCache`` equal to the API server's pods of this node: a

@@ -1,3 +1,5 @@
+public import NodeprofCore
+
 /// A snapshot of what an ``OTLPExporter`` has done since it was created, for metrics and
 /// logs. Every request handed to ``OTLPExporter/enqueue(_:)`` is counted in exactly one of:
 /// ``queuedRequests``, ``inFlightRequests``, ``succeeded``, ``partiallySucceeded`` or
@@ -96,4 +98,32 @@ public struct OTLPFlushResult: Sendable, Hashable {
 
     /// True when everything was sent (successfully or not).
     public var isComplete: Bool { remainingRequests == 0 }
+}
+
+extension OTLPExporterStatistics {
+    /// The exporter's counts as `/metrics` samples.
+    public var metricSamples: [MetricSample] {
+        var samples: [MetricSample] = [
+            .counter(
+                "nodeprof_export_requests_total", "OTLP export requests by result.", succeeded.requests,
+                labels: [("result", "success")]),
+            .counter(
+                "nodeprof_export_requests_total", "OTLP export requests by result.", partiallySucceeded.requests,
+                labels: [("result", "partial_success")]),
+            .counter(
+                "nodeprof_export_samples_total", "Samples the collector accepted.",
+                succeeded.samples + partiallySucceeded.samples),
+            .counter("nodeprof_export_attempts_total", "Export attempts, first tries and retries.", attempts),
+            .counter("nodeprof_export_retries_total", "Export attempts that were retries.", retries),
+            .counter("nodeprof_export_bytes_total", "Protobuf bytes sent, before compression.", bytesSent),
+            .gauge("nodeprof_export_queue_bytes", "Bytes queued or in flight.", Double(queuedBytes)),
+        ]
+        for (reason, counts) in dropped.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            samples.append(
+                .counter(
+                    "nodeprof_export_requests_dropped_total", "OTLP export requests dropped, by reason.",
+                    counts.requests, labels: [("reason", reason.rawValue)]))
+        }
+        return samples
+    }
 }

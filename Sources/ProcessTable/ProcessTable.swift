@@ -75,6 +75,8 @@ public struct ProcessTableStatistics: Sendable, Hashable {
     public var contextEvents = 0
     /// New versions of an entry because its published context changed.
     public var contextChanges = 0
+    /// Times every entry was dropped because the kernel lost process events.
+    public var resynchronizations = 0
     /// Process and thread context read so far.
     public var contexts = ProcessContextStatistics()
     /// The cgroup id cache (``CgroupAttribution``).
@@ -290,6 +292,14 @@ public final class ProcessTable: ProcessImageSource {
             }
             entries[event.pid] = entry
         }
+    }
+
+    /// Forgets every entry, so each process is read afresh on its next sample: what to do
+    /// when the kernel lost process events (the ring buffer was full), because an entry may
+    /// then describe a process that exited and whose pid was reused.
+    public func resynchronize() {
+        for pid in Array(entries.keys) { remove(pid: pid) }
+        counts.resynchronizations += 1
     }
 
     // MARK: ProcessImageSource

@@ -131,6 +131,11 @@ public struct Profile: Sendable {
             timestampNanos: timestampNanos, traceContext: traceContext)
     }
 
+    /// The description of the process the sample at `index` of ``samples`` was taken under.
+    public func process(ofSampleAt index: Int) -> ProcessDescription {
+        store.processes[Int(store.records[index].process)]
+    }
+
     /// Number of samples of each description in ``processes``, by position (without
     /// rebuilding the samples).
     public var sampleCountsByProcess: [Int] {

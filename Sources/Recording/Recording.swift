@@ -113,6 +113,7 @@ public final class Recording {
         let table = self.table
         var samplesWithCutStacks = 0
         var samplesRecorded = 0
+        var processEventsLost: UInt64 = 0
         func consume(_ sample: StackSample) {
             let process = table.entry(pid: sample.pid, cgroupID: sample.cgroupID)
             let version = ProcessVersion(pid: sample.pid, version: process?.version ?? 0)
@@ -170,6 +171,11 @@ public final class Recording {
             if now - lastReport >= 1_000_000_000 {
                 lastReport = now
                 let counters = try? sampler.counters()
+                if let lost = counters?.processEventsLost, lost > processEventsLost {
+                    // An exit may be among them: a reused pid would keep the old description.
+                    processEventsLost = lost
+                    table.resynchronize()
+                }
                 progress(
                     .init(
                         elapsedSeconds: Double(now - started) / 1e9, plannedSeconds: durationSeconds,

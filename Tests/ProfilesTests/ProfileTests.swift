@@ -92,7 +92,13 @@ import Testing
         #expect(Array(whole.samples) == Array(samples.prefix(200)) + samples.dropFirst(200).reversed())
         #expect(whole.distinctStackCount == Set(samples.map(\.frames)).count)
         #expect(whole.drops == [DropCount(reason: "lost: ring buffer full", count: 5)])
-        #expect(whole.processAttributes[100]?.first?.key == "process.executable.path")
+        // The appended window's description of pid 100 (with its path) stays with its samples.
+        let described = whole.samples.indices.filter {
+            whole.process(ofSampleAt: $0).attributes.first?.key == "process.executable.path"
+        }
+        #expect(!described.isEmpty)
+        #expect(described.allSatisfy { $0 >= 200 && whole.samples[$0].pid == 100 })
+        #expect(described.count == samples.dropFirst(200).filter { $0.pid == 100 }.count)
         #expect(whole.startTimeNanos == 100 && whole.durationNanos == 120)
     }
 }

@@ -180,7 +180,7 @@ import Testing
         #expect(statistics.locateFailures >= fleetRead.count, "\(statistics)")
         #expect(statistics.threadContextsLocated >= 5, "\(statistics)")
         let metrics = String(
-            decoding: AgentMetrics().render(NodeAgent.processContextSamples(statistics)), as: UTF8.self)
+            decoding: AgentMetrics().render(statistics.metricSamples), as: UTF8.self)
         #expect(
             metrics.contains(#"nodeprof_process_context_lookups_total{result="bad_version"} \#(reader.badVersion)"#))
         #expect(

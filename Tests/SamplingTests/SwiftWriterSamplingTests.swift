@@ -93,7 +93,7 @@ import Testing
         try await Task.sleep(for: .milliseconds(300))
         let pid = workload.pid
         let windows = Mutex<[Profile]>([])
-        _ = try await runOnDedicatedThread {
+        let result = try await runOnDedicatedThread {
             let recording = try Recording(durationSeconds: 5, sampler: .init(frequency: 499, processIDs: [pid]))
             let window = RecordingWindow(seconds: 1) { profile in
                 let count = windows.withLock {
@@ -145,5 +145,25 @@ import Testing
             }
         }
         #expect(linked >= 300, "samples with a span in all windows: \(linked)")
+
+        // The whole recording (what `record --output` writes) describes the process twice: the
+        // samples before the update under 1.0.0, every sample after it under 2.0.0.
+        let whole = result.profile
+        var lastOld: UInt64 = 0
+        var firstNew: UInt64 = .max
+        var counts: [String: Int] = [:]
+        for index in whole.samples.indices where whole.samples[index].pid == pid {
+            let version = whole.process(ofSampleAt: index).attributes.first { $0.key == "service.version" }?.value
+            let timestamp = whole.samples[index].timestampNanos
+            switch version {
+            case .string("1.0.0")?: lastOld = max(lastOld, timestamp)
+            case .string("2.0.0")?: firstNew = min(firstNew, timestamp)
+            default: break
+            }
+            counts["\(version.map { "\($0)" } ?? "none")", default: 0] += 1
+        }
+        #expect(counts.count == 2 && counts.values.allSatisfy { $0 > 50 }, "\(counts)")
+        #expect(lastOld < firstNew, "no sample after the update keeps the old resource")
+        #expect(whole.processes.filter { $0.pid == pid }.count == 2)
     }
 }
