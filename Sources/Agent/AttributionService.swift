@@ -5,9 +5,9 @@ public import NodeprofCore
 public import Profiles
 public import ServiceLifecycle
 
-/// Gives each process of a closed window its container and pod attributes, then exports
-/// the window. Runs until the sampling side finishes the window stream, then flushes the
-/// exporter within `flushTimeout`.
+/// Gives each process of a closed window its container and pod attributes, then hands the
+/// window to export. Runs until the sampling side finishes the window stream; the exporter,
+/// a service of its own, sends what is left on its turn of the shutdown.
 ///
 /// Attributes are looked up when the window closes, not at sample time: a pod whose ADDED
 /// event arrives after its first samples is still attributed. When a window holds a
@@ -22,18 +22,14 @@ public final class AttributionService: Service, Sendable {
     private let windows: AsyncStream<ClosedWindow>
     private let attribution: WindowAttribution
     private let export: ProfileExport
-    private let flushTimeout: Duration
-    private let logger: Logger
 
     public init(
         windows: AsyncStream<ClosedWindow>, podCache: PodCache?, export: ProfileExport, state: AgentState,
-        attributionGrace: Duration = .seconds(2), flushTimeout: Duration = .seconds(10), logger: Logger
+        attributionGrace: Duration = .seconds(2)
     ) {
         self.windows = windows
         self.attribution = WindowAttribution(podCache: podCache, state: state, grace: attributionGrace)
         self.export = export
-        self.flushTimeout = flushTimeout
-        self.logger = logger
     }
 
     public func run() async throws {
@@ -42,13 +38,7 @@ public final class AttributionService: Service, Sendable {
         for await window in windows {
             var profile = window.profile
             await attribution.attribute(&profile)
-            export.submit(profile)
-        }
-        let result = await export.finish(flushTimeout: flushTimeout)
-        if !result.isComplete {
-            logger.warning(
-                "\(result.remainingRequests) export requests (\(result.remainingSamples) samples) were not sent before shutdown; is the collector reachable?"
-            )
+            await export.submit(profile)
         }
         // Finish only when the group asks: it shuts services down one at a time, in reverse
         // order, and a service that ends before its turn fails the whole shutdown. (The

@@ -64,7 +64,7 @@ public struct NodeAgentConfiguration: Sendable {
 /// `nodeprof agent`: the long-running mode, as a `ServiceGroup`:
 ///
 /// ```
-/// SamplingService --windows--> AttributionService --> ProfileExport --> collector
+/// SamplingService --windows--> AttributionService --> ProfileExport --> OTLPExporter --> collector
 ///       | cgroup id -> container (CgroupAttribution)     ^
 ///       v                                                | attributes
 /// PodWatchService (list/watch pods of this node) --> PodCache
@@ -113,12 +113,9 @@ public final class NodeAgent: Sendable {
         let sampling = SamplingService(
             configuration: configuration.sampler, windowSeconds: configuration.exportInterval, windows: windowInput,
             state: state, logger: logger)
-        // The flush gets what is left of the shutdown bound after sampling has stopped (it
-        // stops within a poll timeout).
         let attribution = AttributionService(
             windows: windows, podCache: podCache, export: export, state: state,
-            attributionGrace: configuration.attributionGrace,
-            flushTimeout: max(.seconds(1), configuration.shutdownTimeout - .seconds(3)), logger: logger)
+            attributionGrace: configuration.attributionGrace)
         let status = StatusServer(host: configuration.listenHost, port: configuration.listenPort, logger: logger) {
             [self, podCache, podWatch] path in
             await self.respond(path: path, exporter: exporter, podCache: podCache, podWatch: podWatch)
@@ -131,6 +128,9 @@ public final class NodeAgent: Sendable {
         if let podWatch {
             services.append(.init(service: podWatch, successTerminationBehavior: .gracefullyShutdownGroup))
         }
+        // The exporter drains on its turn, after attribution has handed over the last window;
+        // it gets what is left of the one shutdown bound.
+        services.append(.init(service: exporter, successTerminationBehavior: .gracefullyShutdownGroup))
         services.append(.init(service: attribution, successTerminationBehavior: .gracefullyShutdownGroup))
         services.append(.init(service: sampling, successTerminationBehavior: .gracefullyShutdownGroup))
         var groupConfiguration = ServiceGroupConfiguration(

@@ -1,6 +1,8 @@
 public import Logging
 import NodeprofCore
 public import Profiles
+public import ServiceLifecycle
+import Synchronization
 
 /// Sends encoded OTLP profile requests to a receiver, in order, retrying transient failures,
 /// while holding at most a bounded number of bytes (the swift-otel exporter shape).
@@ -20,7 +22,13 @@ public import Profiles
 /// elapsed time; permanent ones are logged with the receiver's message and dropped; partial
 /// successes are logged and counted, never retried (OTLP spec, "Partial Success"). Repeated
 /// identical log messages are summarised, not repeated.
-public actor OTLPExporter {
+///
+/// A `Service`: in a `ServiceGroup`, graceful shutdown makes ``run()`` send everything still
+/// queued, with retries, and return once nothing is left; the group's shutdown bound is the
+/// only budget (when it passes, the group cancels and what is left is dropped and counted).
+/// Place it before its producers in the group, so they stop (and hand over their last
+/// requests) before it drains.
+public actor OTLPExporter: Service {
     private enum State {
         case idle, running, shuttingDown, finished
     }
@@ -39,9 +47,11 @@ public actor OTLPExporter {
     private var stats = OTLPExporterStatistics()
     private var generator = SystemRandomNumberGenerator()
 
+    /// Set by graceful shutdown: send what is queued, then return.
+    private nonisolated let drainRequested = Atomic<Bool>(false)
     /// Wakes the send loop: a request was enqueued or an export finished.
     private let wakeups: AsyncStream<Void>
-    private let wakeupContinuation: AsyncStream<Void>.Continuation
+    private nonisolated let wakeupContinuation: AsyncStream<Void>.Continuation
     private var idleWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
     private var nextWaiterID: UInt64 = 0
 
@@ -131,12 +141,16 @@ public actor OTLPExporter {
         return true
     }
 
-    /// Sends queued requests until the task is cancelled; call it once.
+    /// Sends queued requests until graceful shutdown has drained them or the task is
+    /// cancelled; call it once.
     ///
-    /// On cancellation the requests in flight are interrupted and put back, then every queued
-    /// request gets one more attempt within ``OTLPExporterConfiguration/shutdownTimeout``;
-    /// what is still left is dropped as ``OTLPExporterStatistics/DropReason/shutdown``, and the
-    /// transport is closed. From the cancellation on, ``enqueue(_:)`` drops its request.
+    /// On graceful shutdown (in a `ServiceGroup`) it goes on sending, retries included, until
+    /// nothing is queued or in flight, then returns. On cancellation the requests in flight
+    /// are interrupted and put back; without a graceful shutdown before it, every queued
+    /// request gets one more attempt within ``OTLPExporterConfiguration/shutdownTimeout``
+    /// (after one, the group's bound is spent and nothing more is tried). What is still left
+    /// is dropped as ``OTLPExporterStatistics/DropReason/shutdown`` and the transport is
+    /// closed. From then on, ``enqueue(_:)`` drops its request.
     ///
     /// - Throws: ``OTLPExporterError/alreadyStarted`` on a second call.
     public func run() async throws {
@@ -148,17 +162,23 @@ public actor OTLPExporter {
                 "endpoint": "\(configuration.endpoint)", "protocol": "\(configuration.transportProtocol)",
             ])
 
-        await withDiscardingTaskGroup { group in
-            startExports(in: &group)
-            // The stream ends when this task is cancelled.
-            for await _ in wakeups {
-                if Task.isCancelled { break }
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
                 startExports(in: &group)
+                // The stream ends when this task is cancelled.
+                for await _ in wakeups {
+                    if Task.isCancelled { break }
+                    startExports(in: &group)
+                    if drainRequested.load(ordering: .relaxed) && isIdle { break }
+                }
             }
+        } onGracefulShutdown: {
+            self.requestDrain()
         }
 
         state = .shuttingDown
-        if !queue.isEmpty && configuration.shutdownTimeout > .zero {
+        let drained = drainRequested.load(ordering: .relaxed)
+        if !queue.isEmpty && configuration.shutdownTimeout > .zero && !drained {
             // Not a child task: the cancellation that ended the loop must not cut this short.
             let drain = Task { await self.sendEachOnce(within: self.configuration.shutdownTimeout) }
             await drain.value
@@ -170,12 +190,23 @@ public actor OTLPExporter {
         state = .finished
         resumeIdleWaiters()
         let final = statistics
+        if let left = final.dropped[.shutdown], left.requests > 0 {
+            logger.warning(
+                "\(left.requests) export requests (\(left.samples) samples) were not sent before shutdown; is the collector reachable?"
+            )
+        }
         logger.info(
             "OTLP exporter stopped",
             metadata: [
                 "succeeded": "\(final.succeeded.requests)", "partial": "\(final.partiallySucceeded.requests)",
                 "dropped": "\(final.totalDropped.requests)", "samples_exported": "\(final.samplesExported)",
             ])
+    }
+
+    /// Graceful shutdown: send what is queued, then let ``run()`` return.
+    private nonisolated func requestDrain() {
+        drainRequested.store(true, ordering: .relaxed)
+        wakeupContinuation.yield()
     }
 
     /// Waits until everything queued has been sent (or dropped), or `timeout` has passed.

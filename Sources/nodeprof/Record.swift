@@ -131,22 +131,45 @@ struct Record: AsyncParsableCommand {
                 "exporting to \(export.exporter.configuration.endpoint) "
                     + "(\(export.exporter.configuration.transportProtocol)) every \(exportInterval)")
         }
-        let window = export.map { export in
-            RecordingWindow(seconds: exportInterval.seconds) { export.submit($0) }
+        // Closed windows leave the recording thread through a bounded stream (two wait; more
+        // are dropped and counted) to the task that encodes and enqueues them.
+        let (windows, windowInput) = AsyncStream.makeStream(of: Profile.self, bufferingPolicy: .bufferingOldest(2))
+        let window = export.map { _ in
+            RecordingWindow(seconds: exportInterval.seconds) { windowInput.yield($0) }
         }
         // The sampler is confined to one thread that blocks in ring-buffer polls: create,
         // run and drop it on a dedicated thread, off the async pool.
         let seconds = duration.seconds
-        let result = try await runOnDedicatedThread {
-            let recording = try Recording(durationSeconds: seconds, sampler: configuration)
-            Terminal.status(announcement)
-            return try recording.run(stop: stop, window: window) { Terminal.progress($0) }
+        let record = { @Sendable () async throws -> RecordingResult in
+            defer { windowInput.finish() }
+            return try await runOnDedicatedThread {
+                let recording = try Recording(durationSeconds: seconds, sampler: configuration)
+                Terminal.status(announcement)
+                return try recording.run(stop: stop, window: window) { Terminal.progress($0) }
+            }
         }
-        Terminal.endProgress()
+        let result: RecordingResult
         if let export {
-            Terminal.status("sending the last profiles (up to 10 s)")
-            _ = await export.finish(flushTimeout: .seconds(10))
-            Terminal.status(ExportSummary(statistics: await export.exporter.statistics).text)
+            result = try await withThrowingTaskGroup(of: RecordingResult?.self) { group in
+                group.addTask {
+                    try await export.exporter.run()
+                    return nil
+                }
+                async let submitted: Void = { for await profile in windows { await export.submit(profile) } }()
+                let result = try await record()
+                await submitted
+                Terminal.endProgress()
+                Terminal.status("sending the last profiles (up to 10 s)")
+                _ = await export.exporter.flush(timeout: .seconds(10))
+                group.cancelAll()
+                try await group.waitForAll()
+                Terminal.status(ExportSummary(statistics: await export.exporter.statistics).text)
+                return result
+            }
+        } else {
+            windowInput.finish()
+            result = try await record()
+            Terminal.endProgress()
         }
         var profile = result.profile
         profile.comments.insert("nodeprof record " + CommandLine.arguments.dropFirst(2).joined(separator: " "), at: 0)

@@ -1,5 +1,6 @@
 import Logging
 import Profiles
+import ServiceLifecycle
 import TestSupport
 import Testing
 
@@ -312,5 +313,70 @@ import Testing
         } throws: { error in
             "\(error)".contains("/nonexistent/ca.pem") && "\(error)".contains("No such file")
         }
+    }
+}
+
+/// The exporter as a service of a `ServiceGroup`: graceful shutdown drains what is queued,
+/// retries included, within the group's one shutdown bound.
+@Suite struct ExporterServiceTests {
+    /// A service that, once the group runs, enqueues `requests` and then shuts the group
+    /// down: its producer's last act, as the agent's attribution service does.
+    struct Producer: Service {
+        let exporter: OTLPExporter
+        let requests: Int
+
+        func run() async throws {
+            for index in 0..<requests { await exporter.enqueue(fakeRequest(byteCount: 50, tag: UInt8(index))) }
+            try? await gracefulShutdown()
+        }
+    }
+
+    func group(_ exporter: OTLPExporter, requests: Int, bound: Duration) -> ServiceGroup {
+        var configuration = ServiceGroupConfiguration(
+            services: [
+                .init(service: exporter),
+                .init(
+                    service: Producer(exporter: exporter, requests: requests),
+                    successTerminationBehavior: .gracefullyShutdownGroup),
+            ], logger: Logger(label: "test"))
+        configuration.maximumGracefulShutdownDuration = bound
+        configuration.maximumCancellationDuration = .seconds(30)
+        return ServiceGroup(configuration: configuration)
+    }
+
+    @Test func gracefulShutdownSendsEverythingQueuedRetriesIncluded() async throws {
+        let transport = ScriptedTransport([ExporterTests.unavailable, ExporterTests.unavailable])
+        let exporter = ExporterTests.makeExporter(transport)
+        let group = group(exporter, requests: 3, bound: .seconds(60))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await waitUntil("the requests are queued") { await exporter.statistics.enqueued.requests == 3 }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let statistics = await exporter.statistics
+        #expect(statistics.succeeded.requests == 3, "\(statistics)")
+        #expect(statistics.totalDropped.requests == 0)
+        #expect(transport.received.count == 5, "two retries, then each request once")
+        #expect(transport.wasShutDown)
+    }
+
+    @Test func theGroupsBoundEndsADrainThatCannotFinish() async throws {
+        // Exports hang: only the group's bound can end the drain; no second timeout follows.
+        let transport = ScriptedTransport(otherwise: .hold)
+        let exporter = ExporterTests.makeExporter(transport) { $0.shutdownTimeout = .seconds(600) }
+        let group = group(exporter, requests: 2, bound: .milliseconds(300))
+        let started = ContinuousClock.now
+        try? await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try await waitUntil("the requests are queued") { await exporter.statistics.enqueued.requests == 2 }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        let statistics = await exporter.statistics
+        #expect(statistics.dropped[.shutdown]?.requests == 2, "\(statistics)")
+        #expect(statistics.accountsForEveryRequest)
+        // A deadline against a hang (the 600 s drain would be a second budget), not a speed test.
+        #expect(ContinuousClock.now - started < .seconds(300))
     }
 }
