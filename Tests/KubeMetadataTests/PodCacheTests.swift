@@ -1,3 +1,4 @@
+import KubernetesAPI
 import NodeprofCore
 import Synchronization
 import Testing

@@ -1,3 +1,4 @@
+public import KubernetesAPI
 public import Logging
 public import NodeprofCore
 

@@ -1,3 +1,5 @@
+import KubernetesAPI
+
 /// What the pod cache keeps of a Pod: only what attributes are made of, so a node's pods cost
 /// a few KiB each however large their API objects are.
 struct PodRecord: Sendable {

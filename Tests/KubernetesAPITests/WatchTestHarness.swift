@@ -4,7 +4,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@testable import KubeMetadata
+@testable import KubernetesAPI
 
 /// Pods as the kubelet's API objects look, small.
 enum TestPods {
