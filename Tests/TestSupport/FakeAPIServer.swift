@@ -18,6 +18,9 @@ public final class FakeAPIServer: @unchecked Sendable {
         public var watch: Bool
         /// Arrival, Unix seconds.
         public var time: Double
+        /// True when the server closed the connection instead of answering (the
+        /// `keepalive_close_on_reuse` fault).
+        public var dropped: Bool?
     }
 
     /// `GET /state`.
@@ -93,6 +96,13 @@ public final class FakeAPIServer: @unchecked Sendable {
             return (result.status, result.stderr)
         }
         guard status == 0 else { throw FixtureError("apiserver.py control POST /objects failed: \(stderr)") }
+    }
+
+    /// Creates or replaces many objects in one control request (`POST /objects` with a JSON
+    /// array): thousands of pods in a second.
+    public func putMany(_ objectsJSON: [String]) async throws {
+        guard !objectsJSON.isEmpty else { return }
+        try await control("POST", "/objects", body: "[" + objectsJSON.joined(separator: ",") + "]")
     }
 
     /// Deletes an object (`POST /delete`).
