@@ -97,8 +97,8 @@ public final class KubernetesClient: Sendable {
 
     /// GET one object of `resource` (or its `subresource`).
     public func get<T: Decodable>(
-        _ type: T.Type = T.self, _ resource: KubernetesResource, name: String, namespace: String? = nil,
-        subresource: String? = nil
+        _ resource: KubernetesResource, name: String, namespace: String? = nil, subresource: String? = nil,
+        as type: T.Type = T.self
     ) async throws -> T {
         try await get(T.self, path: try resource.objectPath(name: name, namespace: namespace, subresource: subresource))
     }
@@ -125,8 +125,8 @@ public final class KubernetesClient: Sendable {
 
     /// LIST the objects of `resource` in `namespace` (nil: every namespace, or the cluster).
     public func list<T: KubernetesObject>(
-        _ type: T.Type = T.self, _ resource: KubernetesResource, namespace: String? = nil,
-        query: [String: String] = [:], limit: Int = 500
+        _ resource: KubernetesResource, namespace: String? = nil, query: [String: String] = [:], limit: Int = 500,
+        as type: T.Type = T.self
     ) async throws -> (items: [T], resourceVersion: String) {
         try await list(T.self, path: try resource.collectionPath(namespace: namespace), query: query, limit: limit)
     }

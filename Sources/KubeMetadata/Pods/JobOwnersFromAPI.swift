@@ -14,7 +14,7 @@ public struct JobOwnersFromAPI: JobOwnerLookup {
 
     public func ownerReferences(ofJob name: String, namespace: String) async throws -> [OwnerReference]? {
         do {
-            let job = try await client.get(Job.self, .jobs, name: name, namespace: namespace)
+            let job = try await client.get(.jobs, name: name, namespace: namespace, as: Job.self)
             return job.metadata.ownerReferences ?? []
         } catch let error as KubernetesAPIError where error.status == 404 {
             return nil
