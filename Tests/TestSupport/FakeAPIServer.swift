@@ -102,7 +102,25 @@ public final class FakeAPIServer: @unchecked Sendable {
     /// array): thousands of pods in a second.
     public func putMany(_ objectsJSON: [String]) async throws {
         guard !objectsJSON.isEmpty else { return }
-        try await control("POST", "/objects", body: "[" + objectsJSON.joined(separator: ",") + "]")
+        // Megabytes do not fit on a command line: the body goes through a file.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("nodeprof-objects-\(UUID()).json")
+        try Data(("[" + objectsJSON.joined(separator: ",") + "]").utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let script = """
+            import sys, urllib.request
+            with open(sys.argv[2], "rb") as f:
+                body = f.read()
+            request = urllib.request.Request(sys.argv[1], data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=120).read()
+            """
+        let python = PythonTool.python
+        let arguments = ["-c", script, "http://127.0.0.1:\(controlPort)/objects", file.path]
+        let (status, stderr) = try await offloadBlocking {
+            let result = try runProgramCapturing(python, arguments)
+            return (result.status, result.stderr)
+        }
+        guard status == 0 else { throw FixtureError("apiserver.py control POST /objects (bulk) failed: \(stderr)") }
     }
 
     /// Deletes an object (`POST /delete`).
