@@ -1547,7 +1547,7 @@ def wait_for_signal() -> None:
 
 def main(argv=None) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    p = argparse.ArgumentParser(description="Fake Kubernetes API server (read side) for tests")
+    p = argparse.ArgumentParser(description="Fake Kubernetes API server for tests")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--control-port", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")
