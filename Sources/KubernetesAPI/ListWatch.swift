@@ -15,21 +15,24 @@ public enum ListWatchEvent<Object: KubernetesObject>: Sendable {
 /// LIST then WATCH of one kind of object, forever: an `AsyncSequence` of
 /// ``ListWatchEvent``s that ends only when the iterating task is cancelled.
 ///
-/// The protocol (see docs/kubernetes.md, "API protocol"):
-/// - LIST with `limit` and `continue` paging; an expired continue token (410) lists again
-///   from scratch. The list's resourceVersion is where the watch starts.
+/// The protocol (see docs/kubernetes.md, "The API client"):
+/// - LIST with `limit` and `continue` paging, each item decoded as its bytes arrive; an
+///   expired continue token (410) lists again from scratch. The list's resourceVersion is
+///   where the watch starts.
 /// - WATCH with `allowWatchBookmarks=true` and a `timeoutSeconds` drawn at random from
 ///   ``Configuration/watchTimeoutSeconds`` (so that many agents do not restart together);
 ///   every event and BOOKMARK moves the resourceVersion forward; bookmarks emit nothing.
-/// - A watch that ends normally (timeout, server close) resumes from the last
-///   resourceVersion without a list; so does a stalled one (silence longer than the client's
-///   ``KubernetesClientConfiguration/readIdleTimeout``). 410 (ERROR event or status) lists
-///   again. Other ERROR events, connection failures, 401, 403, 429 and 5xx wait
-///   (``KubernetesBackoff``, honouring Retry-After) and watch again from the last version;
-///   a 401 makes the client re-read its token file first.
-/// - A restart is immediate only after a healthy watch (one that applied an event or a
+/// - A watch that ends normally (timeout, server close) or is cut off mid-stream resumes
+///   from the last resourceVersion without a list; so does a stalled one (silence longer
+///   than the client's ``KubernetesClientConfiguration/readIdleTimeout``). 410 (ERROR event
+///   or status) lists again at once. Other ERROR events, connection failures, 401, 403, 429
+///   and 5xx wait (``KubernetesBackoff``, honouring Retry-After) and watch again from the
+///   last version; a 401 makes the client re-read its token file first. Each restart is
+///   counted by its ``WatchRestartCause``.
+/// - A resume is immediate only after a healthy watch (one that applied an event or a
 ///   bookmark, or lasted a second); otherwise it backs off, so a server that ends every
-///   watch at once is not hammered. The backoff resets after a healthy watch.
+///   watch at once is not hammered; likewise a third 410 in a row right after a list. The
+///   backoff resets after a healthy watch.
 /// - Events that are malformed, of an unknown type, too large, or whose object does not
 ///   decode (or has no uid or name) are counted, logged at a limited rate, and skipped.
 ///
