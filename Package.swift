@@ -29,7 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
-        // Kubernetes (Sources/KubeMetadata): kubeconfig files are YAML.
+        // Kubernetes (Sources/KubernetesAPI): kubeconfig files are YAML.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // `nodeprof agent`: services, metrics and their Prometheus exposition.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -99,10 +99,22 @@ let package = Package(
             exclude: ["Generated/README.md", "Generated/STAMP"],
             swiftSettings: strictSwift
         ),
+        // The HTTP client and TLS setup shared by the Kubernetes API client and the OTLP
+        // exporters: one lazily created AsyncHTTPClient, one PEM/TLS configuration builder.
+        .target(
+            name: "HTTPTransport",
+            dependencies: [
+                "NodeprofCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "Export",
             dependencies: [
-                "NodeprofCore", "Profiles",
+                "NodeprofCore", "Profiles", "HTTPTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -115,10 +127,11 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        // A generic Kubernetes API client: any resource, get/list/watch/create/update/patch/delete.
         .target(
-            name: "KubeMetadata",
+            name: "KubernetesAPI",
             dependencies: [
-                "NodeprofCore",
+                "NodeprofCore", "HTTPTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -140,11 +153,20 @@ let package = Package(
             dependencies: ["NodeprofCore", "Sampling", "Symbolization", "ProcessTable", "Profiles"],
             swiftSettings: strictSwift
         ),
+        // Pod metadata: the pod cache, owners and semantic-convention attributes.
+        .target(
+            name: "KubeMetadata",
+            dependencies: [
+                "NodeprofCore", "KubernetesAPI",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "Agent",
             dependencies: [
-                "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata", "ProcessContext",
-                "ProcessTable", "Recording",
+                "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata", "KubernetesAPI",
+                "ProcessContext", "ProcessTable", "Recording",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -160,7 +182,7 @@ let package = Package(
             name: "nodeprof",
             dependencies: [
                 "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
-                "ProcessContext", "ProcessTable", "Recording",
+                "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -172,7 +194,7 @@ let package = Package(
             name: "nodeprof-bench",
             dependencies: [
                 "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
-                "ProcessContext", "ProcessTable", "Recording", "ContextPublisher", "CContextPublisher",
+                "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording", "ContextPublisher", "CContextPublisher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -224,11 +246,28 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
-            name: "KubeMetadataTests",
+            name: "HTTPTransportTests",
             dependencies: [
-                "KubeMetadata", "NodeprofCore", "TestSupport",
+                "HTTPTransport", "NodeprofCore", "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "KubernetesAPITests",
+            dependencies: [
+                "KubernetesAPI", "NodeprofCore", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "KubeMetadataTests",
+            dependencies: [
+                "KubeMetadata", "KubernetesAPI", "NodeprofCore", "TestSupport", "ProcessTable",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),
@@ -253,7 +292,8 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "KubeMetadata", "Sampling", "Profiles", "NodeprofCore", "TestSupport", "ProcessTable", "Recording",
+                "Agent", "KubeMetadata", "KubernetesAPI", "Sampling", "Profiles", "NodeprofCore", "TestSupport",
+                "ProcessTable", "Recording",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

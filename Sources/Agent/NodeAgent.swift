@@ -1,5 +1,6 @@
 public import Export
 public import KubeMetadata
+public import KubernetesAPI
 public import Logging
 public import NodeprofCore
 import ProcessContext

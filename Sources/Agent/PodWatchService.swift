@@ -1,4 +1,5 @@
 public import KubeMetadata
+public import KubernetesAPI
 public import Logging
 import NodeprofCore
 public import ServiceLifecycle
@@ -60,14 +61,11 @@ public final class PodWatchService: Service, Sendable {
             .counter("nodeprof_kubernetes_bookmarks_total", "Watch bookmarks received.", statistics.bookmarks),
             .counter("nodeprof_kubernetes_backoffs_total", "Waits before retrying the API.", statistics.backoffs),
         ]
-        for (cause, count) in [
-            ("closed", restarts.closed), ("expired", restarts.expired), ("error_event", restarts.errorEvent),
-            ("stalled", restarts.stalled), ("unauthorized", restarts.unauthorized), ("failed", restarts.failed),
-        ] {
+        for (cause, count) in restarts.byCause {
             samples.append(
                 .counter(
                     "nodeprof_kubernetes_watch_restarts_total", "Pod watch restarts, by cause.", count,
-                    labels: [("cause", cause)]))
+                    labels: [("cause", cause.rawValue)]))
         }
         for (type, count) in [
             ("added", statistics.events.added), ("modified", statistics.events.modified),

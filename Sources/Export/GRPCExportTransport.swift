@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import GRPCProtobuf
+import HTTPTransport
 import Profiles
 import Synchronization
 
@@ -33,7 +34,7 @@ final class GRPCExportTransport: OTLPExportTransport {
         let endpoint = configuration.endpoint
         let security: HTTP2ClientTransport.Posix.TransportSecurity
         if endpoint.usesTLS {
-            let files = try TLSFiles(configuration.tls)
+            let files = try configuration.tls.material()
             let skipVerification = configuration.tls.skipServerVerification
             security = .tls { tls in
                 if let authority = files.certificateAuthority {

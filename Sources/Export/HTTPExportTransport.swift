@@ -1,12 +1,11 @@
 import AsyncHTTPClient
 import GRPCCore
 import GRPCProtobuf
+import HTTPTransport
 import NIOCore
 import NIOHTTP1
-import NIOSSL
 import NodeprofCore
 import Profiles
-import Synchronization
 
 /// OTLP/HTTP with binary protobuf: `POST` to the endpoint through AsyncHTTPClient.
 ///
@@ -17,16 +16,8 @@ final class HTTPExportTransport: OTLPExportTransport {
     /// Responses are an `ExportProfilesServiceResponse` or a `google.rpc.Status`; both small.
     static let maxResponseBytes = 1 << 20
 
-    private enum Client {
-        case notCreated
-        case running(HTTPClient)
-        case shutDown
-    }
-
-    /// Created by the first export: an HTTPClient must be shut down before it is released,
-    /// and a transport that never exports should need no shutdown.
-    private let client = Mutex(Client.notCreated)
-    private let clientConfiguration: HTTPClient.Configuration
+    /// Created by the first export: a transport that never exports needs no shutdown.
+    private let client: LazyHTTPClient
     private let url: String
     private let headers: HTTPHeaders
     private let compression: OTLPExporterConfiguration.Compression
@@ -34,41 +25,11 @@ final class HTTPExportTransport: OTLPExportTransport {
 
     init(configuration: OTLPExporterConfiguration) throws(OTLPConfigurationError) {
         let endpoint = configuration.endpoint
-        var tlsConfiguration: TLSConfiguration?
-        if endpoint.usesTLS {
-            let files = try TLSFiles(configuration.tls)
-            var tls = TLSConfiguration.makeClientConfiguration()
-            do {
-                if let authority = files.certificateAuthority {
-                    tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(authority))
-                }
-                if let certificate = files.clientCertificate, let key = files.clientKey {
-                    tls.certificateChain = try NIOSSLCertificate.fromPEMBytes(certificate).map { .certificate($0) }
-                    tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: key, format: .pem))
-                }
-            } catch {
-                throw OTLPConfigurationError(
-                    setting: "TLS files",
-                    value: [
-                        configuration.tls.certificateAuthorityFile, configuration.tls.clientCertificateFile,
-                        configuration.tls.clientKeyFile,
-                    ].compactMap { $0 }.joined(separator: ", "),
-                    problem: "cannot load the certificates or key (\(error)); check that they are PEM and match")
-            }
-            if configuration.tls.skipServerVerification { tls.certificateVerification = .none }
-            tlsConfiguration = tls
-        }
-
-        let timeout = TimeAmount.nanoseconds(Self.nanoseconds(configuration.timeout))
-        var clientConfiguration = HTTPClient.Configuration(
-            tlsConfiguration: tlsConfiguration, redirectConfiguration: .disallow,
-            timeout: .init(connect: min(timeout, .seconds(10)), read: timeout))
-        clientConfiguration.decompression = .disabled
-        // Fail an attempt when its connection cannot be made, instead of retrying inside the
-        // client until the timeout: the exporter's retry policy paces reconnection attempts
-        // and counts them.
-        clientConfiguration.connectionPool.retryConnectionEstablishment = false
-        self.clientConfiguration = clientConfiguration
+        let tlsConfiguration = endpoint.usesTLS ? try configuration.tls.nioConfiguration() : nil
+        let timeout = TimeAmount.nanoseconds(configuration.timeout.saturatingNanoseconds)
+        client = LazyHTTPClient(
+            tls: tlsConfiguration, connectTimeout: min(configuration.timeout, .seconds(10)),
+            readTimeout: configuration.timeout)
         url = endpoint.url
         compression = configuration.compression
         self.timeout = timeout
@@ -99,7 +60,7 @@ final class HTTPExportTransport: OTLPExportTransport {
 
         let response: HTTPClientResponse
         do {
-            guard let client = currentClient() else {
+            guard let client = client.client() else {
                 return .retryable(reason: "the HTTP transport is shut down", retryAfter: nil)
             }
             response = try await client.execute(httpRequest, timeout: timeout)
@@ -120,28 +81,7 @@ final class HTTPExportTransport: OTLPExportTransport {
     }
 
     func shutdown() async {
-        let running = client.withLock { client in
-            defer { client = .shutDown }
-            guard case .running(let httpClient) = client else { return nil as HTTPClient? }
-            return httpClient
-        }
-        try? await running?.shutdown()
-    }
-
-    private func currentClient() -> HTTPClient? {
-        client.withLock { client in
-            switch client {
-            case .notCreated:
-                let httpClient = HTTPClient(
-                    eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration)
-                client = .running(httpClient)
-                return httpClient
-            case .running(let httpClient):
-                return httpClient
-            case .shutDown:
-                return nil
-            }
-        }
+        await client.shutdown()
     }
 
     /// Classifies a response (OTLP spec, "OTLP/HTTP Response"): 2xx carries an
@@ -171,11 +111,5 @@ final class HTTPExportTransport: OTLPExportTransport {
             return status.message
         }
         return String(decoding: body.prefix(1024), as: UTF8.self).trimmingASCIIWhitespace()
-    }
-
-    private static func nanoseconds(_ duration: Duration) -> Int64 {
-        let (seconds, attoseconds) = duration.components
-        let (wholeNanoseconds, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        return overflow ? Int64.max : wholeNanoseconds.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
     }
 }

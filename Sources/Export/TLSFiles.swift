@@ -1,35 +1,44 @@
 import Glibc
+import HTTPTransport
+import NIOSSL
 import NodeprofCore
 
-/// The PEM files of a TLS configuration, read once when a transport is created so that a
-/// wrong path fails at startup with a message that names it.
-struct TLSFiles: Sendable {
-    var certificateAuthority: [UInt8]?
-    var clientCertificate: [UInt8]?
-    var clientKey: [UInt8]?
+extension OTLPExporterConfiguration.TLS {
+    /// The shared TLS settings (`HTTPTransport`) of these files.
+    var settings: ClientTLSSettings {
+        ClientTLSSettings(
+            certificateAuthority: certificateAuthorityFile.map { .file($0) },
+            clientCertificate: clientCertificateFile.map { .file($0) }, clientKey: clientKeyFile.map { .file($0) },
+            skipServerVerification: skipServerVerification)
+    }
 
-    /// PEM files are small; anything larger is not what was meant.
-    static let sizeLimit = 1 << 20
-
-    init(_ tls: OTLPExporterConfiguration.TLS) throws(OTLPConfigurationError) {
-        certificateAuthority = try tls.certificateAuthorityFile.map { path throws(OTLPConfigurationError) in
-            try Self.read(path, what: "CA certificate file")
-        }
-        clientCertificate = try tls.clientCertificateFile.map { path throws(OTLPConfigurationError) in
-            try Self.read(path, what: "client certificate file")
-        }
-        clientKey = try tls.clientKeyFile.map { path throws(OTLPConfigurationError) in
-            try Self.read(path, what: "client key file")
+    /// The PEM files, read once when a transport is created so that a wrong path fails at
+    /// startup with a message that names it.
+    func material() throws(OTLPConfigurationError) -> TLSMaterial {
+        do {
+            return try TLSMaterial(settings)
+        } catch {
+            throw configurationError(error)
         }
     }
 
-    private static func read(_ path: String, what: String) throws(OTLPConfigurationError) -> [UInt8] {
-        let contents: [UInt8]
+    /// The NIOSSL client configuration of these files (HTTP transport).
+    func nioConfiguration() throws(OTLPConfigurationError) -> TLSConfiguration {
+        let material = try material()
         do {
-            contents = try FileContents.read(path, limit: sizeLimit)
+            return try material.makeConfiguration()
         } catch {
+            throw configurationError(error)
+        }
+    }
+
+    /// The exporter's wording of a TLS problem: the setting is the file's, the problem says
+    /// what to do.
+    private func configurationError(_ error: TLSSetupError) -> OTLPConfigurationError {
+        switch error {
+        case .unreadableFile(let role, let path, let readError):
             let problem: String
-            switch error {
+            switch readError {
             case .systemCall(_, let operation, let code):
                 let advice =
                     code == ENOENT
@@ -37,19 +46,19 @@ struct TLSFiles: Sendable {
                     : "check the file's permissions"
                 problem = "\(operation) failed: \(String(cString: strerror(code))); \(advice)"
             case .tooLarge:
-                problem = "is larger than \(sizeLimit) bytes; a PEM file is a few kilobytes"
+                problem = "is larger than \(TLSMaterial.sizeLimit) bytes; a PEM file is a few kilobytes"
             }
-            throw OTLPConfigurationError(setting: what, value: path, problem: problem)
+            return OTLPConfigurationError(setting: "\(role.rawValue) file", value: path, problem: problem)
+        case .notPEM(let role, let path):
+            return OTLPConfigurationError(
+                setting: "\(role.rawValue) file", value: path ?? "",
+                problem: "is not a PEM file (no \"-----BEGIN\" line); convert it to PEM")
+        case .invalidCertificateAuthority(let reason), .invalidClientCertificateOrKey(let reason):
+            return OTLPConfigurationError(
+                setting: "TLS files",
+                value: [certificateAuthorityFile, clientCertificateFile, clientKeyFile].compactMap { $0 }.joined(
+                    separator: ", "),
+                problem: "cannot load the certificates or key (\(reason)); check that they are PEM and match")
         }
-        let marker = Array("-----BEGIN ".utf8)
-        guard contents.count >= marker.count,
-            (0...(contents.count - marker.count)).contains(where: {
-                contents[$0..<($0 + marker.count)].elementsEqual(marker)
-            })
-        else {
-            throw OTLPConfigurationError(
-                setting: what, value: path, problem: "is not a PEM file (no \"-----BEGIN\" line); convert it to PEM")
-        }
-        return contents
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KubeMetadata
+import KubernetesAPI
 import NodeprofCore
 
 /// The pod cache's memory per pod, next to what holding the same pods in other forms costs,

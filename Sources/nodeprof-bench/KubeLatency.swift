@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KubeMetadata
+import KubernetesAPI
 import Logging
 import NodeprofCore
 import Synchronization

@@ -2,6 +2,7 @@ import Agent
 import ArgumentParser
 import Foundation
 import KubeMetadata
+import KubernetesAPI
 import Logging
 import NodeprofCore
 
@@ -219,7 +220,8 @@ struct KubeRequests: AsyncParsableCommand {
             "list_watch": [
                 "lists": statistics.lists, "relists": statistics.relists, "watches": statistics.watchesStarted,
                 "requests": statistics.requests, "bookmarks": statistics.bookmarks,
-                "restarts_closed": statistics.watchRestarts.closed, "restarts_total": statistics.watchRestarts.total,
+                "restarts_closed": statistics.watchRestarts[.streamEnded],
+                "restarts_total": statistics.watchRestarts.total,
                 "added": statistics.events.added, "deleted": statistics.events.deleted,
             ],
             "cache": [

@@ -3,6 +3,7 @@ import ArgumentParser
 import Export
 import Foundation
 import KubeMetadata
+import KubernetesAPI
 import Logging
 import Profiles
 import Sampling

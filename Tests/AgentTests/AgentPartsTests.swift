@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import KubeMetadata
+import KubernetesAPI
 import Logging
 import NIOCore
 import NIOHTTP1

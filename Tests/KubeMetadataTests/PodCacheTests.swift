@@ -1,4 +1,6 @@
+import KubernetesAPI
 import NodeprofCore
+import ProcessTable
 import Synchronization
 import Testing
 
@@ -257,6 +259,52 @@ final class FakeJobs: JobOwnerLookup {
         #expect(await cache.attributes(containerID: hexID("5"), podUID: nil) == nil)
         #expect(await cache.attributes(containerID: hexID("6"), podUID: "ul") == nil)
         #expect(await cache.currentStatistics.recentlyDeleted == 0)
+    }
+
+    /// A static pod's processes sit in a cgroup named after the kubelet's config hash; its
+    /// mirror pod has another uid and carries the hash in `kubernetes.io/config.mirror`.
+    @Test func staticPodsAreFoundThroughTheirMirrorPod() async throws {
+        let hash = "6d8a1f0c2b3e4d5f6a7b8c9d0e1f2a3b"
+        let cache = PodCache(configuration: configuration, jobLookup: nil, deletedRetention: .seconds(60))
+        let mirror = makePod(
+            name: "kube-apiserver-node-1", namespace: "kube-system", uid: "9f0e1d2c-0000-4000-8000-mirror000001",
+            owner: OwnerReference(apiVersion: "v1", kind: "Node", name: "node-1", uid: "node-uid", controller: true),
+            annotations: [
+                "kubernetes.io/config.mirror": hash, "kubernetes.io/config.hash": hash,
+                "kubernetes.io/config.source": "file",
+            ],
+            // The mirror's status does not list this container (yet): only the hash links them.
+            containers: [("kube-apiserver", nil, "registry.k8s.io/kube-apiserver:v1.31.0")])
+        await cache.upsert(mirror)
+        let identity = try #require(
+            ContainerIdentity(
+                cgroupPath:
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod\(hash).slice/cri-containerd-\(hexID("7")).scope"
+            ))
+        #expect(identity.podUID == hash)
+        let attributes = await cache.attributes(containerID: identity.containerID, podUID: identity.podUID)
+        #expect(value(attributes, "k8s.pod.name") == "kube-apiserver-node-1")
+        #expect(value(attributes, "k8s.pod.uid") == "9f0e1d2c-0000-4000-8000-mirror000001")
+        #expect(value(attributes, "k8s.namespace.name") == "kube-system")
+        #expect(value(attributes, "container.id") == hexID("7"))
+        #expect(await cache.currentStatistics.lookupsByMirrorPod == 1)
+        // Upper-case hex in the cgroup, as a hostile or odd runtime might write it, still matches.
+        #expect(value(await cache.attributes(containerID: nil, podUID: hash.uppercased()), "k8s.pod.name") != nil)
+
+        // Deleted: still answers during the retention; gone from a re-list: the same.
+        await cache.remove(mirror)
+        #expect(
+            value(await cache.attributes(containerID: nil, podUID: hash), "k8s.pod.name") == "kube-apiserver-node-1")
+
+        // Only a mirror annotation that can be a cgroup's pod uid is indexed.
+        for hostile in ["", "../../x", "not-hex-zz", String(repeating: "a", count: 65), "ab cd"] {
+            #expect(PodRecord.staticPodHash(hostile) == nil, "\(hostile)")
+        }
+        #expect(PodRecord.staticPodHash("ABCDEF0123") == "abcdef0123")
+        // A pod without the annotation is never found by a hash.
+        let fresh = PodCache(configuration: configuration, jobLookup: nil)
+        await fresh.upsert(makePod(name: "plain", uid: "plain-uid", containers: [("c", hexID("8"), "p:1")]))
+        #expect(await fresh.attributes(containerID: hexID("9"), podUID: hash) == nil)
     }
 
     @Test func theCacheIsBounded() async {

@@ -18,6 +18,9 @@ public final class FakeAPIServer: @unchecked Sendable {
         public var watch: Bool
         /// Arrival, Unix seconds.
         public var time: Double
+        /// True when the server closed the connection instead of answering (the
+        /// `keepalive_close_on_reuse` fault).
+        public var dropped: Bool?
     }
 
     /// `GET /state`.
@@ -93,6 +96,31 @@ public final class FakeAPIServer: @unchecked Sendable {
             return (result.status, result.stderr)
         }
         guard status == 0 else { throw FixtureError("apiserver.py control POST /objects failed: \(stderr)") }
+    }
+
+    /// Creates or replaces many objects in one control request (`POST /objects` with a JSON
+    /// array): thousands of pods in a second.
+    public func putMany(_ objectsJSON: [String]) async throws {
+        guard !objectsJSON.isEmpty else { return }
+        // Megabytes do not fit on a command line: the body goes through a file.
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("nodeprof-objects-\(UUID()).json")
+        try Data(("[" + objectsJSON.joined(separator: ",") + "]").utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let script = """
+            import sys, urllib.request
+            with open(sys.argv[2], "rb") as f:
+                body = f.read()
+            request = urllib.request.Request(sys.argv[1], data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=120).read()
+            """
+        let python = PythonTool.python
+        let arguments = ["-c", script, "http://127.0.0.1:\(controlPort)/objects", file.path]
+        let (status, stderr) = try await offloadBlocking {
+            let result = try runProgramCapturing(python, arguments)
+            return (result.status, result.stderr)
+        }
+        guard status == 0 else { throw FixtureError("apiserver.py control POST /objects (bulk) failed: \(stderr)") }
     }
 
     /// Deletes an object (`POST /delete`).

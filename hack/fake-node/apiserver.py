@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A fake Kubernetes API server for tests and demos (read side: GET, LIST, WATCH).
+"""A fake Kubernetes API server for tests and demos: GET, LIST, WATCH, and writes
+(create, update, merge/JSON/apply patch, delete, the status subresource).
 
 It keeps objects in memory, numbers every change with a global resourceVersion, keeps a
 bounded history of change events for watch resumption and consistent list paging, and
@@ -41,7 +42,13 @@ RESOURCES: dict[tuple[str, str], tuple[str, bool]] = {
     ("apps/v1", "daemonsets"): ("DaemonSet", True),
     ("batch/v1", "jobs"): ("Job", True),
     ("batch/v1", "cronjobs"): ("CronJob", True),
+    ("coordination.k8s.io/v1", "leases"): ("Lease", True),
+    # A custom resource (its CRD is taken as installed): cluster-scoped.
+    ("nodeprof.dev/v1alpha1", "profilingpolicies"): ("ProfilingPolicy", False),
 }
+# Built-in groups accept strategic merge patches; custom resources answer 415.
+CUSTOM_GROUPS = {"nodeprof.dev"}
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 KIND_TO_RESOURCE: dict[tuple[str, str], str] = {
     (api_version, kind): plural for (api_version, plural), (kind, _) in RESOURCES.items()
 }
@@ -97,6 +104,8 @@ REASONS = {
     405: "MethodNotAllowed",
     409: "Conflict",
     410: "Expired",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
     429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
@@ -314,7 +323,7 @@ class Store:
         self.floor = 0
         self.watchers: set[Watcher] = set()
 
-    # -- writes (control API)
+    # -- writes (control API and API writes)
     def put(self, obj: dict) -> dict:
         if not isinstance(obj, dict):
             raise APIError(400, "object must be a JSON object")
@@ -323,34 +332,40 @@ class Store:
         if plural is None:
             raise APIError(400, f"unsupported apiVersion/kind {api_version}/{kind}")
         resource = (api_version, plural)
-        namespaced = RESOURCES[resource][1]
         obj = copy.deepcopy(obj)
         md = obj.setdefault("metadata", {})
         if not md.get("name"):
             raise APIError(400, "metadata.name is required")
-        if namespaced:
+        if RESOURCES[resource][1]:
             md.setdefault("namespace", "default")
         else:
             md.pop("namespace", None)
-        key = obj_key(obj)
         with self.lock:
-            prev = self.objects[resource].get(key)
-            if prev is not None:
-                md.setdefault("uid", prev["metadata"]["uid"])
-                md.setdefault("creationTimestamp", prev["metadata"]["creationTimestamp"])
-                if "generation" in prev["metadata"] and "generation" not in md:
-                    gen = prev["metadata"]["generation"]
-                    md["generation"] = gen + 1 if prev.get("spec") != obj.get("spec") else gen
-            else:
-                md.setdefault("uid", str(uuid.uuid4()))
-                md.setdefault("creationTimestamp", now_rfc3339())
-                if api_version != "v1":
-                    md.setdefault("generation", 1)
-            self.rv += 1
-            md["resourceVersion"] = str(self.rv)
-            self.objects[resource][key] = obj
-            self._record(Event(self.rv, "MODIFIED" if prev else "ADDED", resource, key, obj, prev))
-            return obj
+            return self.store_object(resource, obj)
+
+    def store_object(self, resource, obj: dict) -> dict:
+        """Stores obj (metadata.name and namespace set), keeping uid and creation time of the
+        object it replaces; bumps generation when spec changes. Call with the lock held."""
+        api_version = resource[0]
+        md = obj["metadata"]
+        key = obj_key(obj)
+        prev = self.objects[resource].get(key)
+        if prev is not None:
+            md.setdefault("uid", prev["metadata"]["uid"])
+            md.setdefault("creationTimestamp", prev["metadata"]["creationTimestamp"])
+            if "generation" in prev["metadata"] and "generation" not in md:
+                gen = prev["metadata"]["generation"]
+                md["generation"] = gen + 1 if prev.get("spec") != obj.get("spec") else gen
+        else:
+            md.setdefault("uid", str(uuid.uuid4()))
+            md.setdefault("creationTimestamp", now_rfc3339())
+            if api_version != "v1":
+                md.setdefault("generation", 1)
+        self.rv += 1
+        md["resourceVersion"] = str(self.rv)
+        self.objects[resource][key] = obj
+        self._record(Event(self.rv, "MODIFIED" if prev else "ADDED", resource, key, obj, prev))
+        return obj
 
     def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict:
         plural = KIND_TO_RESOURCE.get((api_version, kind))
@@ -362,12 +377,16 @@ class Store:
             prev = self.objects[resource].get(key)
             if prev is None:
                 raise APIError(404, f'{plural} "{name}" not found', details={"name": name, "kind": plural})
-            del self.objects[resource][key]
-            self.rv += 1
-            final = copy.deepcopy(prev)
-            final["metadata"]["resourceVersion"] = str(self.rv)
-            self._record(Event(self.rv, "DELETED", resource, key, final, prev))
-            return final
+            return self.remove_object(resource, key)
+
+    def remove_object(self, resource, key: str) -> dict:
+        """Deletes a stored object; answers its final state. Call with the lock held."""
+        prev = self.objects[resource].pop(key)
+        self.rv += 1
+        final = copy.deepcopy(prev)
+        final["metadata"]["resourceVersion"] = str(self.rv)
+        self._record(Event(self.rv, "DELETED", resource, key, final, prev))
+        return final
 
     def _record(self, ev: Event) -> None:
         self.history.append(ev)
@@ -377,14 +396,16 @@ class Store:
             if w.wants(ev):
                 w.push(("event", ev))
 
-    def expire(self) -> None:
-        """Compact: nothing at or before the current RV can be resumed or continued."""
+    def expire(self, notify: bool = True) -> None:
+        """Compact: nothing at or before the current RV can be resumed or continued. With
+        notify, open watches get the 410 ERROR event and end."""
         with self.lock:
             self.rv += 1  # a fresh list after compaction gets an RV that is still valid
             self.floor = self.rv
             self.history.clear()
-            for w in list(self.watchers):
-                w.push(("expire", self.floor))
+            if notify:
+                for w in list(self.watchers):
+                    w.push(("expire", self.floor))
 
     # -- reads
     def snapshot(self, resource, rv: int | None = None) -> tuple[int, dict[str, dict]]:
@@ -447,11 +468,18 @@ class Faults:
         self.reset()
 
     def reset(self) -> None:
+        """Clears every fault but tokens."""
         self.chunk_size = 0
         self.coalesce = 1
         self.stall_until = 0.0
         self.fail_status = 0
         self.fail_count = 0
+        # Keep-alive connections idle this long are closed (None: never).
+        self.keepalive_timeout: float | None = None
+        # Instead of closing at the idle timeout, drop the next request that arrives after it.
+        self.keepalive_close_on_reuse = False
+        # (verb, resource) pairs answered 403, resource as "plural" or "plural/subresource".
+        self.forbidden: set[tuple[str, str]] = set()
 
     def stalled(self) -> float:
         """Seconds of stall left (0 if none)."""
@@ -485,7 +513,8 @@ def parse_continue(token: str) -> tuple[int, str]:
 
 
 def parse_path(path: str):
-    """-> (resource, namespace or None, name or None, is_watch_prefix) or raises 404."""
+    """-> (resource, namespace or None, name or None, is_watch_prefix, subresource or None)
+    or raises 404."""
     parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
     not_found = APIError(404, "the server could not find the requested resource", details={})
     if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
@@ -500,6 +529,9 @@ def parse_path(path: str):
     namespace = name = None
     if len(rest) >= 3 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
+    subresource = None
+    if len(rest) == 3 and rest[2] == "status" and not watch_prefix:
+        subresource, rest = "status", rest[:2]
     if not rest or len(rest) > 2:
         raise not_found
     plural = rest[0]
@@ -509,7 +541,116 @@ def parse_path(path: str):
         raise not_found
     if namespace is not None and not RESOURCES[resource][1]:
         raise not_found
-    return resource, namespace, name, watch_prefix
+    return resource, namespace, name, watch_prefix, subresource
+
+
+# ---------------------------------------------------------------- patches
+
+
+def merge_patch(target, patch):
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise APIError(422, f"invalid JSON pointer {path!r}")
+    return [t.replace("~1", "/").replace("~0", "~") for t in path[1:].split("/")]
+
+
+def _parent(doc, tokens: list[str], path: str):
+    cur = doc
+    for t in tokens[:-1]:
+        if isinstance(cur, dict) and t in cur:
+            cur = cur[t]
+        elif isinstance(cur, list) and t.isdigit() and int(t) < len(cur):
+            cur = cur[int(t)]
+        else:
+            raise APIError(422, f"doc is missing path: {path}")
+    return cur
+
+
+def _get(doc, path: str):
+    tokens = _pointer(path)
+    if not tokens:
+        return doc
+    parent, last = _parent(doc, tokens, path), tokens[-1]
+    if isinstance(parent, dict) and last in parent:
+        return parent[last]
+    if isinstance(parent, list) and last.isdigit() and int(last) < len(parent):
+        return parent[int(last)]
+    raise APIError(422, f"doc is missing path: {path}")
+
+
+def _remove(doc, path: str):
+    tokens = _pointer(path)
+    parent, last = _parent(doc, tokens, path), tokens[-1] if tokens else None
+    if isinstance(parent, dict) and last in parent:
+        return parent.pop(last)
+    if isinstance(parent, list) and last is not None and last.isdigit() and int(last) < len(parent):
+        return parent.pop(int(last))
+    raise APIError(422, f"unable to remove nonexistent key: {path}")
+
+
+def _add(doc, path: str, value):
+    tokens = _pointer(path)
+    if not tokens:
+        return value
+    parent, last = _parent(doc, tokens, path), tokens[-1]
+    if isinstance(parent, dict):
+        parent[last] = value
+    elif isinstance(parent, list) and (last == "-" or (last.isdigit() and int(last) <= len(parent))):
+        parent.insert(len(parent) if last == "-" else int(last), value)
+    else:
+        raise APIError(422, f"doc is missing path: {path}")
+    return doc
+
+
+def json_patch(doc, operations):
+    """RFC 6902 JSON patch, all or nothing (the caller keeps the original on error)."""
+    if not isinstance(operations, list):
+        raise APIError(400, "json patch must be a JSON array of operations")
+    doc = copy.deepcopy(doc)
+    for op in operations:
+        if not isinstance(op, dict) or not isinstance(op.get("path"), str):
+            raise APIError(400, f"invalid json patch operation: {op!r}")
+        kind, path = op.get("op"), op["path"]
+        if kind in ("add", "replace", "test") and "value" not in op:
+            raise APIError(400, f"json patch {kind} operation does not have a value")
+        if kind == "add":
+            doc = _add(doc, path, copy.deepcopy(op["value"]))
+        elif kind == "remove":
+            _remove(doc, path)
+        elif kind == "replace":
+            _get(doc, path)
+            if _pointer(path):
+                _remove(doc, path)
+            doc = _add(doc, path, copy.deepcopy(op["value"]))
+        elif kind in ("move", "copy"):
+            source = op.get("from")
+            if not isinstance(source, str):
+                raise APIError(400, f"json patch {kind} operation does not have a from")
+            value = copy.deepcopy(_get(doc, source))
+            if kind == "move":
+                _remove(doc, source)
+            doc = _add(doc, path, value)
+        elif kind == "test":
+            if _get(doc, path) != op["value"]:
+                raise APIError(422, f"the server rejected our request due to an error in our request: "
+                                    f"testing value {path} failed")
+        else:
+            raise APIError(400, f"unexpected json patch operation {kind!r}")
+    return doc
 
 
 # ---------------------------------------------------------------- HTTP
@@ -534,6 +675,9 @@ class APIHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        self.served = 0
+        self.idle_since = time.monotonic()
+        self.api.track_connection(self.request, True)
         try:
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -552,6 +696,68 @@ class APIHandler(BaseHTTPRequestHandler):
             super().handle()
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError):
             self.close_connection = True
+
+    def finish(self):
+        self.api.track_connection(self.request, False)
+        try:
+            super().finish()
+        except (ConnectionError, ssl.SSLError, OSError):
+            pass
+
+    def _readable_within(self, seconds: float) -> bool:
+        sock = self.request
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        r, _, _ = select.select([sock], [], [], max(0.0, seconds))
+        return bool(r)
+
+    def handle_one_request(self):
+        """Serves one request; on a kept-alive connection (not its first request) applies the
+        keep-alive faults: close after the idle timeout, silently, as API servers and load
+        balancers do, or (close_on_reuse) drop the first request arriving after it, as when a
+        request crosses the server's close on the wire."""
+        faults = self.api.faults
+        timeout = faults.keepalive_timeout
+        if self.served > 0 and timeout is not None:
+            if faults.keepalive_close_on_reuse:
+                self.raw_requestline = self.rfile.readline(65537)
+                if not self.raw_requestline:
+                    self.close_connection = True
+                    return
+                if time.monotonic() - self.idle_since >= timeout:
+                    if self.parse_request():
+                        url = urllib.parse.urlsplit(self.path)
+                        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+                        self.api.record_request({
+                            "method": self.command, "path": url.path, "query": query, "status": None,
+                            "watch": query.get("watch", "").lower() in ("1", "true"), "time": time.time(),
+                            "dropped": True})
+                    self.close_connection = True
+                    return
+                self._serve_parsed_line()
+                return
+            if not self._readable_within(timeout - (time.monotonic() - self.idle_since)):
+                self.close_connection = True
+                return
+        super().handle_one_request()
+        self.served += 1
+        self.idle_since = time.monotonic()
+
+    def _serve_parsed_line(self):
+        """The rest of BaseHTTPRequestHandler.handle_one_request once the request line is read."""
+        if len(self.raw_requestline) > 65536:
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        method = getattr(self, "do_" + self.command, None)
+        if method is None:
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+            return
+        method()
+        self.wfile.flush()
+        self.served += 1
+        self.idle_since = time.monotonic()
 
     def log_message(self, format, *args):  # noqa: A002
         if self.api.verbose:
@@ -572,19 +778,20 @@ class APIHandler(BaseHTTPRequestHandler):
         if self.record is not None:
             self.record["status"] = code
 
-    def _discard_body(self) -> None:
+    def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        return self.rfile.read(length) if length else b""
 
     def do_GET(self):
+        self.body = b""
         self._dispatch()
 
     def do_HEAD(self):
+        self.body = b""
         self._dispatch()
 
     def do_POST(self):
-        self._discard_body()
+        self.body = self._read_body()
         self._dispatch()
 
     do_PUT = do_PATCH = do_DELETE = do_POST
@@ -636,9 +843,17 @@ class APIHandler(BaseHTTPRequestHandler):
             if url.path == "/version" and self.command in ("GET", "HEAD"):
                 self._send_json(200, VERSION_INFO)
                 return
-            resource, namespace, name, watch_prefix = parse_path(url.path)
+            resource, namespace, name, watch_prefix, subresource = parse_path(url.path)
+            verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(self.command)
+            if verb is None:
+                verb = "watch" if is_watch or watch_prefix else ("get" if name is not None else "list")
+            self._authorize(verb, resource, namespace, name, subresource)
             if self.command not in ("GET", "HEAD"):
-                raise APIError(405, "the server does not allow this method on the requested resource")
+                self._write(resource, namespace, name, subresource, query)
+                return
+            if subresource is not None:
+                self._get(resource, namespace, name)
+                return
             if watch_prefix:
                 is_watch = True
                 self.record["watch"] = True
@@ -655,6 +870,188 @@ class APIHandler(BaseHTTPRequestHandler):
             self._send_json(e.code, e.body())
         except (ConnectionError, ssl.SSLError, TimeoutError):
             self.close_connection = True
+
+    def _authorize(self, verb, resource, namespace, name, subresource):
+        """The forbid fault: 403 with the real message for a denied (verb, resource)."""
+        rule = resource[1] + (f"/{subresource}" if subresource else "")
+        if (verb, rule) not in self.api.faults.forbidden:
+            return
+        group = resource[0].split("/")[0] if "/" in resource[0] else ""
+        what = f'{resource[1]}.{group} "{name}"' if name and group else (f'{resource[1]} "{name}"' if name else resource[1])
+        scope = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+        sub = f' with subresource "{subresource}"' if subresource else ""
+        details = {"kind": resource[1]}
+        if group:
+            details["group"] = group
+        if name:
+            details["name"] = name
+        raise APIError(403, f'{what} is forbidden: User "system:serviceaccount:nodeprof:nodeprof" cannot {verb} '
+                            f'resource "{resource[1]}"{sub} in API group "{group}"{scope}', details=details)
+
+    def _body_json(self):
+        try:
+            return json.loads(self.body or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise APIError(400, f"the body of the request is not valid JSON: {e}")
+
+    def _write(self, resource, namespace, name, subresource, query):
+        """POST (create), PUT (update), PATCH (merge, json, strategic on built-ins, apply),
+        DELETE, on objects and their status subresource."""
+        store = self.api.store
+        kind, namespaced = RESOURCES[resource]
+        plural = resource[1]
+        group = resource[0].split("/")[0] if "/" in resource[0] else ""
+        qualified = f"{kind}.{group}" if group else kind
+        if namespaced and namespace is None and self.command != "GET":
+            raise APIError(404, "the server could not find the requested resource", details={})
+        if self.command == "POST":
+            if name is not None:
+                raise APIError(405, "the server does not allow this method on the requested resource")
+            obj = self._checked_body(resource, namespace, None, qualified)
+            with store.lock:
+                if obj_key(obj) in store.objects[resource]:
+                    n = obj["metadata"]["name"]
+                    raise APIError(409, f'{plural}{"." + group if group else ""} "{n}" already exists', "AlreadyExists",
+                                   details={"name": n, "group": group, "kind": plural})
+                for field in ("uid", "resourceVersion", "creationTimestamp", "generation"):
+                    obj["metadata"].pop(field, None)
+                obj.pop("status", None)  # status is written through the status subresource
+                self._send_json(201, self.api.render(resource, store.store_object(resource, obj)))
+            return
+        if name is None:
+            raise APIError(405, "the server does not allow this method on the requested resource")
+        key = f"{namespace}/{name}" if namespaced else name
+        not_found = APIError(404, f'{plural}{"." + group if group else ""} "{name}" not found',
+                             details={"name": name, "group": group, "kind": plural})
+        if self.command == "DELETE":
+            options = self._body_json() if self.body else {}
+            pre = (options or {}).get("preconditions") or {}
+            with store.lock:
+                current = store.objects[resource].get(key)
+                if current is None:
+                    raise not_found
+                md = current["metadata"]
+                if pre.get("uid") and pre["uid"] != md["uid"]:
+                    raise APIError(409, f"Precondition failed: UID in precondition: {pre['uid']}, "
+                                        f"UID in object meta: {md['uid']}", "Conflict")
+                if pre.get("resourceVersion") and pre["resourceVersion"] != md["resourceVersion"]:
+                    raise APIError(409, f"Precondition failed: ResourceVersion in precondition: "
+                                        f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                        f"{md['resourceVersion']}", "Conflict")
+                self._send_json(200, self.api.render(resource, store.remove_object(resource, key)))
+            return
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        with store.lock:
+            current = store.objects[resource].get(key)
+            if self.command == "PUT":
+                obj = self._checked_body(resource, namespace, name, qualified)
+                if current is None:
+                    raise not_found
+                want = obj["metadata"].get("resourceVersion")
+                if want and want != current["metadata"]["resourceVersion"]:
+                    raise APIError(409, f'Operation cannot be fulfilled on {plural}{"." + group if group else ""} '
+                                        f'"{name}": the object has been modified; please apply your changes to '
+                                        f'the latest version and try again', "Conflict",
+                                   details={"name": name, "group": group, "kind": plural})
+            else:  # PATCH
+                patch = self._body_json()
+                if content_type == "application/merge-patch+json" or (
+                        content_type == "application/strategic-merge-patch+json" and group not in CUSTOM_GROUPS):
+                    if current is None:
+                        raise not_found
+                    obj = merge_patch(current, patch)
+                elif content_type == "application/json-patch+json":
+                    if current is None:
+                        raise not_found
+                    obj = json_patch(current, patch)
+                elif content_type == "application/apply-patch+yaml":
+                    if not query.get("fieldManager"):
+                        raise APIError(400, "PATCH " + self.path.split("?")[0] +
+                                       ": fieldManager is required for apply requests")
+                    if not isinstance(patch, dict):
+                        raise APIError(400, "the apply body must be an object (JSON; YAML is not parsed here)")
+                    if current is None and subresource is None:
+                        obj = self._checked_body(resource, namespace, name, qualified, patch)
+                        for field in ("uid", "resourceVersion", "creationTimestamp", "generation"):
+                            obj["metadata"].pop(field, None)
+                        self._send_json(201, self.api.render(resource, store.store_object(resource, obj)))
+                        return
+                    if current is None:
+                        raise not_found
+                    obj = merge_patch(current, patch)
+                else:
+                    raise APIError(415, f"the body of the request was in an unknown format - accepted media types "
+                                        f"include: application/json-patch+json, application/merge-patch+json, "
+                                        f"application/apply-patch+yaml" +
+                                   ("" if group in CUSTOM_GROUPS else ", application/strategic-merge-patch+json"))
+                obj = self._checked_body(resource, namespace, name, qualified, obj)
+                want = obj["metadata"].get("resourceVersion")
+                if want and want != current["metadata"]["resourceVersion"]:
+                    raise APIError(409, f'Operation cannot be fulfilled on {plural}{"." + group if group else ""} '
+                                        f'"{name}": the object has been modified; please apply your changes to '
+                                        f'the latest version and try again', "Conflict")
+            # The status subresource changes only status; the main resource never changes it.
+            merged = copy.deepcopy(current)
+            if subresource == "status":
+                if obj.get("status") is None:
+                    merged.pop("status", None)
+                else:
+                    merged["status"] = obj["status"]
+            else:
+                merged = obj
+                if "status" in current:
+                    merged["status"] = copy.deepcopy(current["status"])
+                else:
+                    merged.pop("status", None)
+            merged["metadata"]["uid"] = current["metadata"]["uid"]
+            merged["metadata"]["creationTimestamp"] = current["metadata"]["creationTimestamp"]
+            merged["metadata"].pop("resourceVersion", None)
+            if "generation" in current["metadata"]:
+                merged["metadata"]["generation"] = current["metadata"]["generation"] + (
+                    1 if merged.get("spec") != current.get("spec") else 0)
+            self._send_json(200, self.api.render(resource, store.store_object(resource, merged)))
+
+    def _checked_body(self, resource, namespace, name, qualified, obj=None) -> dict:
+        """The object of a create or update, validated as the real API does (400 for a
+        mismatch with the URL, 422 for an invalid object)."""
+        obj = copy.deepcopy(obj) if obj is not None else self._body_json()
+        if not isinstance(obj, dict):
+            raise APIError(400, "the body of the request must be a JSON object")
+        api_version, kind = resource[0], RESOURCES[resource][0]
+        if obj.get("apiVersion", api_version) != api_version or obj.get("kind", kind) != kind:
+            raise APIError(400, f"the API version in the data ({obj.get('apiVersion')}) does not match the expected "
+                                f"API version ({api_version})" if obj.get("apiVersion") != api_version else
+                                f"the kind in the data ({obj.get('kind')}) does not match the expected kind ({kind})")
+        obj["apiVersion"], obj["kind"] = api_version, kind
+        md = obj.get("metadata")
+        if md is None:
+            md = obj["metadata"] = {}
+        if not isinstance(md, dict):
+            raise APIError(400, "metadata must be an object")
+        body_name = md.get("name")
+        if name is not None and body_name not in (None, name):
+            raise APIError(400, f"the name of the object ({body_name}) does not match the name on the URL ({name})")
+        if name is not None:
+            md["name"] = name
+        if not md.get("name"):
+            raise APIError(422, f"{qualified} \"\" is invalid: metadata.name: Required value: name or generateName "
+                                f"is required")
+        n = md["name"]
+        if not isinstance(n, str) or len(n) > 253 or not DNS_SUBDOMAIN.match(n):
+            raise APIError(422, f'{qualified} "{n}" is invalid: metadata.name: Invalid value: "{n}": a lowercase '
+                                f"RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                                f"and must start and end with an alphanumeric character")
+        if RESOURCES[resource][1]:
+            if md.get("namespace") not in (None, namespace):
+                raise APIError(400, "the namespace of the provided object does not match the namespace sent on "
+                                    "the request")
+            md["namespace"] = namespace
+        else:
+            md.pop("namespace", None)
+        if "spec" in obj and not isinstance(obj["spec"], dict):
+            raise APIError(422, f'{qualified} "{n}" is invalid: spec: Invalid value: "{type(obj["spec"]).__name__}": '
+                                f"spec in body must be of type object")
+        return obj
 
     def _get(self, resource, namespace, name):
         key = f"{namespace}/{name}" if namespace else name
@@ -838,6 +1235,9 @@ class APIHandler(BaseHTTPRequestHandler):
                 elif tag == "close":
                     end = True
                     break
+                elif tag == "abort":  # restart: the connection is cut, no end of response
+                    self.close_connection = True
+                    return
                 else:
                     continue
                 if not pending:
@@ -934,6 +1334,8 @@ class FakeAPIServer:
         self.requests_lock = threading.Lock()
         self.control_routes: list[tuple[str, str, object]] = []
         self._gigantic: bytes | None = None
+        self.connections: set = set()
+        self.connections_lock = threading.Lock()
 
         api = self
         api_handler = type("BoundAPIHandler", (APIHandler,), {"api": api})
@@ -996,6 +1398,28 @@ class FakeAPIServer:
         out.update(obj)
         return out
 
+    def track_connection(self, sock, open_: bool) -> None:
+        with self.connections_lock:
+            if open_:
+                self.connections.add(sock)
+            else:
+                self.connections.discard(sock)
+
+    def restart(self) -> int:
+        """Like an API server restart behind a stable address: the history is compacted (etcd
+        compacted while it was down, so resuming gets 410) and every API connection is cut at
+        once, watches mid-stream (no end of response) and idle keep-alive ones alike."""
+        self.store.expire(notify=False)
+        self.store.broadcast(("abort",))
+        with self.connections_lock:
+            sockets = list(self.connections)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(sockets)
+
     def record_request(self, entry: dict) -> None:
         with self.requests_lock:
             self.requests.append(entry)
@@ -1047,6 +1471,9 @@ class FakeAPIServer:
 
     # -- control routes
     def _c_objects(self, path, body):
+        if isinstance(body, list):  # bulk: many objects in one request, in order
+            return 200, {"stored": len([self.put(obj) for obj in body]),
+                         "resource_version": str(self.store.rv)}
         return 200, self.put(body)
 
     def _c_delete(self, path, body):
@@ -1075,6 +1502,15 @@ class FakeAPIServer:
                 f.fail_count = int(spec.get("count", 1))
         if "tokens" in body:
             self.tokens = set(body["tokens"] or [])
+        if "keepalive_timeout" in body:
+            value = body["keepalive_timeout"]
+            f.keepalive_timeout = None if value is None else max(0.0, float(value))
+        if "keepalive_close_on_reuse" in body:
+            f.keepalive_close_on_reuse = bool(body["keepalive_close_on_reuse"])
+        if "forbid" in body:
+            f.forbidden = {(str(rule.get("verb")), str(rule.get("resource"))) for rule in body["forbid"] or []}
+        if body.get("restart"):
+            done["connections_cut"] = self.restart()
         if "inject" in body:
             done["injected_into"] = self.inject(body["inject"])
         if body.get("expire"):
@@ -1111,7 +1547,7 @@ def wait_for_signal() -> None:
 
 def main(argv=None) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-    p = argparse.ArgumentParser(description="Fake Kubernetes API server (read side) for tests")
+    p = argparse.ArgumentParser(description="Fake Kubernetes API server for tests")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--control-port", type=int, default=0)
     p.add_argument("--host", default="127.0.0.1")

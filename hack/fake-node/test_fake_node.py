@@ -558,6 +558,211 @@ def read_ready_line(proc, timeout=10):
     return json.loads(result["line"])
 
 
+class WriteTests(APITestBase):
+    """The write API: create, update, patches, delete, status subresource, RBAC fault."""
+
+    def send(self, method, path, body=None, content_type="application/json", raw=None):
+        c = self.conn()
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        if data is not None:
+            headers["Content-Type"] = content_type
+        c.request(method, path, body=data, headers=headers)
+        r = c.getresponse()
+        text = r.read()
+        return r.status, json.loads(text) if text else None
+
+    POLICIES = "/apis/nodeprof.dev/v1alpha1/profilingpolicies"
+    LEASES = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases"
+
+    def policy(self, name, **spec):
+        return {"apiVersion": "nodeprof.dev/v1alpha1", "kind": "ProfilingPolicy", "metadata": {"name": name},
+                "spec": spec or {"frequency": 19}}
+
+    def test_create_get_conflicts_and_invalid(self):
+        status, created = self.send("POST", self.POLICIES, self.policy("cpu"))
+        self.assertEqual(status, 201)
+        self.assertTrue(created["metadata"]["uid"])
+        self.assertNotIn("namespace", created["metadata"])
+        self.assertEqual(self.get(f"{self.POLICIES}/cpu")[1]["spec"], {"frequency": 19})
+        status, body = self.send("POST", self.POLICIES, self.policy("cpu"))
+        self.assertEqual((status, body["reason"]), (409, "AlreadyExists"))
+        status, body = self.send("POST", self.POLICIES, self.policy("Not_A_Name"))
+        self.assertEqual((status, body["reason"]), (422, "Invalid"))
+        self.assertIn("metadata.name: Invalid value", body["message"])
+        status, body = self.send("POST", self.POLICIES, {"apiVersion": "nodeprof.dev/v1alpha1",
+                                                        "kind": "ProfilingPolicy", "metadata": {}})
+        self.assertEqual(status, 422)
+        status, body = self.send("POST", self.POLICIES, raw=b"{not json")
+        self.assertEqual(status, 400)
+        status, body = self.send("POST", self.POLICIES, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}})
+        self.assertEqual(status, 400)
+        # A namespaced collection needs its namespace; a cluster-scoped one has none.
+        self.assertEqual(self.send("POST", "/apis/nodeprof.dev/v1alpha1/namespaces/x/profilingpolicies",
+                                   self.policy("y"))[0], 404)
+
+    def test_update_with_stale_version_conflicts(self):
+        _, created = self.send("POST", self.POLICIES, self.policy("cpu"))
+        fresh = dict(created, spec={"frequency": 99})
+        status, updated = self.send("PUT", f"{self.POLICIES}/cpu", fresh)
+        self.assertEqual(status, 200)
+        self.assertEqual(updated["metadata"]["generation"], 2)
+        self.assertNotEqual(updated["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"])
+        status, body = self.send("PUT", f"{self.POLICIES}/cpu", fresh)  # the old resourceVersion
+        self.assertEqual((status, body["reason"]), (409, "Conflict"))
+        self.assertIn("the object has been modified", body["message"])
+        status, body = self.send("PUT", f"{self.POLICIES}/other", dict(fresh))
+        self.assertEqual(status, 400, "the name in the body differs from the URL")
+        self.assertEqual(self.send("PUT", f"{self.POLICIES}/missing", self.policy("missing"))[0], 404)
+
+    def test_patches(self):
+        self.send("POST", self.POLICIES, self.policy("cpu", frequency=19, keep="x"))
+        status, body = self.send("PATCH", f"{self.POLICIES}/cpu", {"spec": {"frequency": 49, "keep": None}},
+                                 "application/merge-patch+json")
+        self.assertEqual((status, body["spec"]), (200, {"frequency": 49}))
+        rv = body["metadata"]["resourceVersion"]
+        ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+               {"op": "add", "path": "/metadata/labels", "value": {"a/b": "1"}},
+               {"op": "replace", "path": "/spec/frequency", "value": 7}]
+        status, body = self.send("PATCH", f"{self.POLICIES}/cpu", ops, "application/json-patch+json")
+        self.assertEqual((status, body["spec"]["frequency"], body["metadata"]["labels"]), (200, 7, {"a/b": "1"}))
+        status, body = self.send("PATCH", f"{self.POLICIES}/cpu", ops, "application/json-patch+json")
+        self.assertEqual(status, 422, "the test of the old resourceVersion fails")
+        status, body = self.send("PATCH", f"{self.POLICIES}/cpu", [{"op": "remove", "path": "/spec/nope"}],
+                                 "application/json-patch+json")
+        self.assertEqual(status, 422)
+        status, body = self.send("PATCH", f"{self.POLICIES}/cpu", {"spec": {}},
+                                 "application/strategic-merge-patch+json")
+        self.assertEqual((status, body["reason"]), (415, "UnsupportedMediaType"))
+        self.assertEqual(self.send("PATCH", f"{self.POLICIES}/missing", {}, "application/merge-patch+json")[0], 404)
+        # Apply creates, then merges; it needs a field manager.
+        applied = self.policy("mem", frequency=5)
+        self.assertEqual(self.send("PATCH", f"{self.POLICIES}/mem", applied, "application/apply-patch+yaml")[0], 400)
+        status, body = self.send("PATCH", f"{self.POLICIES}/mem?fieldManager=nodeprof", applied,
+                                 "application/apply-patch+yaml")
+        self.assertEqual((status, body["spec"]), (201, {"frequency": 5}))
+        status, body = self.send("PATCH", f"{self.POLICIES}/mem?fieldManager=nodeprof",
+                                 self.policy("mem", frequency=6), "application/apply-patch+yaml")
+        self.assertEqual((status, body["spec"]), (200, {"frequency": 6}))
+
+    def test_status_subresource_changes_only_status(self):
+        _, created = self.send("POST", self.POLICIES, dict(self.policy("cpu"), status={"ignored": True}))
+        self.assertNotIn("status", created, "create through the main resource ignores status")
+        status, body = self.send("PATCH", f"{self.POLICIES}/cpu/status",
+                                 {"spec": {"frequency": 1}, "status": {"nodes": 3}}, "application/merge-patch+json")
+        self.assertEqual((status, body["status"], body["spec"]), (200, {"nodes": 3}, {"frequency": 19}))
+        status, body = self.send("PUT", f"{self.POLICIES}/cpu", dict(body, status={"nodes": 0}))
+        self.assertEqual(body["status"], {"nodes": 3}, "the main resource keeps the status")
+        status, body = self.send("PUT", f"{self.POLICIES}/cpu/status", dict(body, status={"nodes": 4}))
+        self.assertEqual((status, body["status"]), (200, {"nodes": 4}))
+
+    def test_leases_delete_preconditions_and_watch(self):
+        w = self.watch("watch=1", path=self.LEASES)
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "nodeprof"},
+                 "spec": {"holderIdentity": "node-a", "leaseDurationSeconds": 15}}
+        status, created = self.send("POST", self.LEASES, lease)
+        self.assertEqual((status, created["metadata"]["namespace"]), (201, "kube-system"))
+        self.assertEqual(w.event()["type"], "ADDED")
+        status, body = self.send("DELETE", f"{self.LEASES}/nodeprof", {"preconditions": {"uid": "other"}})
+        self.assertEqual((status, body["reason"]), (409, "Conflict"))
+        status, body = self.send("DELETE", f"{self.LEASES}/nodeprof",
+                                 {"preconditions": {"uid": created["metadata"]["uid"]}})
+        self.assertEqual(status, 200)
+        self.assertEqual(w.event()["type"], "DELETED")
+        self.assertEqual(self.send("DELETE", f"{self.LEASES}/nodeprof")[0], 404)
+
+    def test_forbid_fault_answers_403_naming_the_rule(self):
+        self.faults(forbid=[{"verb": "update", "resource": "profilingpolicies/status"}])
+        _, created = self.send("POST", self.POLICIES, self.policy("cpu"))
+        status, body = self.send("PUT", f"{self.POLICIES}/cpu/status", created)
+        self.assertEqual(status, 403)
+        self.assertIn('cannot update resource "profilingpolicies" with subresource "status" in API group '
+                      '"nodeprof.dev" at the cluster scope', body["message"])
+        self.assertEqual(self.send("PUT", f"{self.POLICIES}/cpu", created)[0], 200, "only that rule is denied")
+        self.faults(reset=True)
+        self.assertEqual(self.send("PUT", f"{self.POLICIES}/cpu/status",
+                                   self.get(f"{self.POLICIES}/cpu")[1])[0], 200)
+
+    def test_bulk_objects(self):
+        reply = self.control("POST", "/objects", [pod(f"p{i}") for i in range(300)])
+        self.assertEqual(reply["stored"], 300)
+        status, body, _ = self.get("/api/v1/pods?limit=1000")
+        self.assertEqual(len(body["items"]), 300)
+
+
+class ConnectionFaultTests(APITestBase):
+    """Keep-alive closes and restarts: what a client meets between requests."""
+
+    def raw_request(self, sock, path="/api/v1/pods"):
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+
+    def read_response(self, sock):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, rest = data.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        return int(head.split()[1])
+
+    def test_idle_keepalive_connection_is_closed_silently(self):
+        self.faults(keepalive_timeout=0.3)
+        sock = socket.create_connection(("127.0.0.1", self.srv.api_port), timeout=5)
+        self.addCleanup(sock.close)
+        self.raw_request(sock)
+        self.assertEqual(self.read_response(sock), 200)
+        start = time.monotonic()
+        self.assertEqual(sock.recv(1), b"", "closed without a byte")
+        self.assertGreaterEqual(time.monotonic() - start, 0.2)
+        # A connection in use within the idle time stays open.
+        sock2 = socket.create_connection(("127.0.0.1", self.srv.api_port), timeout=5)
+        self.addCleanup(sock2.close)
+        for _ in range(3):
+            self.raw_request(sock2)
+            self.assertEqual(self.read_response(sock2), 200)
+            time.sleep(0.1)
+
+    def test_close_on_reuse_drops_the_request_that_crosses_the_close(self):
+        self.faults(keepalive_timeout=0, keepalive_close_on_reuse=True)
+        sock = socket.create_connection(("127.0.0.1", self.srv.api_port), timeout=5)
+        self.addCleanup(sock.close)
+        self.raw_request(sock)
+        self.assertEqual(self.read_response(sock), 200, "a connection's first request is answered")
+        self.raw_request(sock, "/api/v1/pods?limit=1")
+        self.assertIsNone(self.read_response(sock), "the reused connection closes with no answer")
+        log = self.control("GET", "/requests")
+        self.assertEqual([r.get("dropped", False) for r in log], [False, True])
+        self.assertEqual(log[1]["query"], {"limit": "1"})
+        # A new connection is served.
+        self.assertEqual(self.get("/api/v1/pods")[0], 200)
+
+    def test_restart_cuts_streams_and_compacts_history(self):
+        self.put(pod("a"))
+        rv = self.control("GET", "/state")["resource_version"]
+        w = self.watch(f"watch=1&resourceVersion={rv}")
+        self.wait_watches(1)
+        idle = socket.create_connection(("127.0.0.1", self.srv.api_port), timeout=5)
+        self.addCleanup(idle.close)
+        self.raw_request(idle)
+        self.assertEqual(self.read_response(idle), 200)
+        reply = self.faults(restart=True)
+        self.assertGreaterEqual(reply["connections_cut"], 2)
+        with self.assertRaises((EOFError, ConnectionError)):
+            while w.line() is not None:
+                pass
+        self.assertFalse(w.ended, "no terminating chunk: the stream was cut")
+        self.assertEqual(idle.recv(1), b"")
+        self.wait_watches(0)
+        w2 = self.watch(f"watch=1&resourceVersion={rv}")
+        e = w2.event()
+        self.assertEqual((e["type"], e["object"]["code"]), ("ERROR", 410))
+        self.assertEqual(self.get("/api/v1/pods")[0], 200, "the server serves again at once")
+
+
 class CLITests(unittest.TestCase):
     @unittest.skipUnless(shutil.which("openssl"), "needs openssl")
     def test_cli_tls_ready_line_and_sigterm_with_blocked_signals(self):

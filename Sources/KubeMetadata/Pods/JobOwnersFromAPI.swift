@@ -1,3 +1,5 @@
+public import KubernetesAPI
+
 /// The ``JobOwnerLookup`` of the agent: one GET of the `batch/v1` Job (RBAC: get jobs).
 public struct JobOwnersFromAPI: JobOwnerLookup {
     public let client: KubernetesClient
@@ -12,7 +14,7 @@ public struct JobOwnersFromAPI: JobOwnerLookup {
 
     public func ownerReferences(ofJob name: String, namespace: String) async throws -> [OwnerReference]? {
         do {
-            let job: Job = try await client.get(path: "/apis/batch/v1/namespaces/\(namespace)/jobs/\(name)")
+            let job = try await client.get(.jobs, name: name, namespace: namespace, as: Job.self)
             return job.metadata.ownerReferences ?? []
         } catch let error as KubernetesAPIError where error.status == 404 {
             return nil

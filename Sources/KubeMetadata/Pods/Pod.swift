@@ -1,3 +1,5 @@
+public import KubernetesAPI
+
 /// The fields of a Pod nodeprof reads to attribute samples. Decoding keeps only these, so
 /// `managedFields`, the spec and the rest of a large object cost nothing after parsing.
 public struct Pod: KubernetesObject, Codable, Hashable {

@@ -24,6 +24,8 @@ public struct PodAttributeConfiguration: Sendable, Hashable {
 
 /// Label and annotation keys with a meaning of their own in the attribute rules.
 enum WellKnownKeys {
+    /// On the mirror pod of a static pod: the config hash, the static pod's uid in its cgroup.
+    static let mirrorAnnotation = "kubernetes.io/config.mirror"
     static let resourceAnnotationPrefix = "resource.opentelemetry.io/"
     static let instanceLabel = "app.kubernetes.io/instance"
     static let nameLabel = "app.kubernetes.io/name"

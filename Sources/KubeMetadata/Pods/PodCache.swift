@@ -1,3 +1,4 @@
+public import KubernetesAPI
 public import Logging
 public import NodeprofCore
 
@@ -31,6 +32,9 @@ public actor PodCache {
         public var lookups = 0
         public var lookupsByContainer = 0
         public var lookupsByPodOnly = 0
+        /// Lookups answered by a static pod's mirror pod: the cgroup's pod uid is the
+        /// kubelet's config hash, found in the mirror pod's `kubernetes.io/config.mirror`.
+        public var lookupsByMirrorPod = 0
         public var lookupsUnknown = 0
         /// GETs of Jobs (to find a CronJob), and how many failed.
         public var jobLookups = 0
@@ -47,6 +51,8 @@ public actor PodCache {
 
     private var pods: [String: PodRecord] = [:]
     private var podByContainer: [String: String] = [:]
+    /// Mirror pods by the config hash of their static pod (``PodRecord/staticPodHash``).
+    private var podByStaticPodHash: [String: String] = [:]
     /// Pods deleted (or gone from a re-list) in the last ``deletedRetention``: their
     /// processes' last samples are attributed after the pod is gone.
     private var deleted: [String: (record: PodRecord, at: ContinuousClock.Instant)] = [:]
@@ -79,6 +85,7 @@ public actor PodCache {
         for uid in pods.keys where !listed.contains(uid) { removeRecord(uid: uid) }
         pods.removeAll(keepingCapacity: true)
         podByContainer.removeAll(keepingCapacity: true)
+        podByStaticPodHash.removeAll(keepingCapacity: true)
         for pod in all { insert(pod) }
         pruneJobs()
         generation += 1
@@ -126,6 +133,7 @@ public actor PodCache {
         for container in record.containers {
             if let id = container.id { podByContainer[id] = record.uid }
         }
+        if let hash = record.staticPodHash { podByStaticPodHash[hash] = record.uid }
         statistics.pods = pods.count
         statistics.containers = podByContainer.count
         resolveCronJob(of: record)
@@ -138,6 +146,7 @@ public actor PodCache {
         for container in old.containers {
             if let id = container.id, podByContainer[id] == uid { podByContainer[id] = nil }
         }
+        if let hash = old.staticPodHash, podByStaticPodHash[hash] == uid { podByStaticPodHash[hash] = nil }
         pruneDeleted()
         if deleted.count < maximumPods {
             deleted[uid] = (old, ContinuousClock.now)
@@ -254,8 +263,22 @@ public actor PodCache {
                 pod: pod, container: nil, containerID: containerID, owners: owners(of: pod),
                 configuration: configuration)
         }
+        // A static pod: its cgroup names the config hash, which no pod has as its uid.
+        if let podUID, let pod = mirrorPod(ofStaticPod: podUID.lowercased()) {
+            statistics.lookupsByMirrorPod += 1
+            return podAttributes(
+                pod: pod, container: nil, containerID: containerID, owners: owners(of: pod),
+                configuration: configuration)
+        }
         statistics.lookupsUnknown += 1
         return nil
+    }
+
+    /// The mirror pod whose static pod has config hash `hash`; a deleted one answers during
+    /// the retention, like any deleted pod.
+    private func mirrorPod(ofStaticPod hash: String) -> PodRecord? {
+        if let uid = podByStaticPodHash[hash], let pod = pods[uid] { return pod }
+        return deleted.values.first { $0.record.staticPodHash == hash }?.record
     }
 
     /// True when `containerID` resolves to a container and its owners are resolved: nothing

@@ -1,3 +1,5 @@
+import KubernetesAPI
+
 /// What the pod cache keeps of a Pod: only what attributes are made of, so a node's pods cost
 /// a few KiB each however large their API objects are.
 struct PodRecord: Sendable {
@@ -13,6 +15,10 @@ struct PodRecord: Sendable {
     /// The controlling owner (`ownerReferences[]` with `controller: true`, else the first).
     var owner: Owner?
     var containers: [ContainerRecord]
+    /// For the mirror pod of a static pod: the `kubernetes.io/config.mirror` annotation, the
+    /// kubelet's config hash, which the static pod's cgroup path uses as its pod uid (the
+    /// mirror pod's own uid is another). Lowercased; nil for other pods.
+    var staticPodHash: String?
 
     struct KeyValue: Sendable, Hashable {
         var key: String
@@ -78,6 +84,7 @@ struct PodRecord: Sendable {
             annotations.append(KeyValue(key: key, value: value))
         }
         self.annotations = annotations.sorted { $0.key < $1.key }
+        staticPodHash = Self.staticPodHash(pod.metadata.annotations?[WellKnownKeys.mirrorAnnotation])
 
         let references = pod.metadata.ownerReferences ?? []
         if let reference = references.first(where: { $0.controller == true }) ?? references.first,
@@ -119,5 +126,14 @@ struct PodRecord: Sendable {
     }
 
     func label(_ key: String) -> String? { labels.first { $0.key == key }?.value }
+
+    /// The config hash of a mirror annotation, when it can be a cgroup's pod uid: 1 to 64
+    /// characters of hex digits and dashes (the kubelet writes 32 hex digits).
+    static func staticPodHash(_ annotation: String?) -> String? {
+        guard let value = annotation?.lowercased(), (1...64).contains(value.utf8.count),
+            value.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) || $0 == 0x2d })
+        else { return nil }
+        return value
+    }
     func annotation(_ key: String) -> String? { annotations.first { $0.key == key }?.value }
 }

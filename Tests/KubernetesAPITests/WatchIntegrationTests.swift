@@ -3,7 +3,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@testable import KubeMetadata
+@testable import KubernetesAPI
 
 /// The list/watch against hack/fake-node/apiserver.py: every test checks that a consumer's
 /// cache converges to the server's exact state, with no duplicate or lost pod.
@@ -80,7 +80,7 @@ import Testing
                 try await harness.until("a bookmark at the current version") {
                     $0.bookmarks > 0 && $0.resourceVersion == current
                 }
-                try await harness.until("the next watch") { $0.watchRestarts.closed >= 2 }
+                try await harness.until("the next watch") { $0.watchRestarts[.streamEnded] >= 2 }
                 let watches = try await harness.requests().filter(\.watch)
                 #expect(watches.contains { $0.query["resourceVersion"] == current })
                 #expect(watches.allSatisfy { $0.query["allowWatchBookmarks"] == "true" })
@@ -100,7 +100,7 @@ import Testing
                 try await harness.until("the watch is open") { $0.watchesStarted >= 1 }
                 try await server.faults(#"{"expire": true}"#)
                 try await harness.until("a re-list") { $0.relists >= 1 }
-                #expect(harness.listWatch.statistics.watchRestarts.expired >= 1)
+                #expect(harness.listWatch.statistics.watchRestarts[.expired] >= 1)
                 #expect(harness.cache.snapshot.replaced >= 2)
                 try await server.putAll([TestPods.json(name: "after")])
                 try await server.delete(namespace: "default", name: "pod-1")
@@ -169,7 +169,9 @@ import Testing
                 try await harness.until("the watch saw the version") { $0.resourceVersion == version }
                 try await server.resetRequests()
                 try await server.faults(#"{"close_watches": true}"#)
-                try await harness.until("a resumed watch") { $0.watchRestarts.closed >= 1 && $0.watchesStarted >= 2 }
+                try await harness.until("a resumed watch") {
+                    $0.watchRestarts[.streamEnded] >= 1 && $0.watchesStarted >= 2
+                }
                 try await server.putAll([TestPods.json(name: "after-close")])
                 try await server.delete(namespace: "default", name: "pod-3")
                 try await harness.converge()
@@ -201,7 +203,7 @@ import Testing
                 // Recovery is prompt (the 401 re-reads the file); the bound only catches a hang.
                 #expect(ContinuousClock.now - rotated < .seconds(20), "recovered after the file changed")
                 let statistics = harness.listWatch.statistics
-                #expect(statistics.watchRestarts.unauthorized >= 1)
+                #expect(statistics.watchRestarts[.unauthorized] >= 1)
                 #expect(statistics.lists == 1)
             }
         }
@@ -217,7 +219,7 @@ import Testing
                 try await server.faults(#"{"stall": 2.0}"#)
                 try await server.putAll([TestPods.json(name: "during-stall")])
                 try await server.delete(namespace: "default", name: "pod-1")
-                try await harness.until("a stalled watch") { $0.watchRestarts.stalled >= 1 }
+                try await harness.until("a stalled watch") { $0.watchRestarts[.stalled] >= 1 }
                 try await harness.converge()
                 #expect(harness.listWatch.statistics.lists == 1, "resumed from the last version, no list")
             }

@@ -4,7 +4,7 @@ import Synchronization
 import TestSupport
 import Testing
 
-@testable import KubeMetadata
+@testable import KubernetesAPI
 
 /// Pods as the kubelet's API objects look, small.
 enum TestPods {
@@ -123,7 +123,7 @@ struct WatchHarness {
     static func run(
         server: FakeAPIServer, client clientConfiguration: KubernetesClientConfiguration? = nil,
         configuration: ListWatch<Pod>.Configuration = listWatchConfiguration(),
-        listPageObserver: (@Sendable (Int) -> Void)? = nil,
+        listPageObserver: (@Sendable (Int) -> Void)? = nil, logger: Logger = Self.logger,
         _ body: (WatchHarness) async throws -> Void
     ) async throws {
         let client = try KubernetesClient(
@@ -200,6 +200,36 @@ struct WatchHarness {
         }
         Issue.record("timed out waiting for \(what); statistics \(listWatch.statistics)")
         throw FixtureError("timed out waiting for \(what)")
+    }
+}
+
+/// Log messages kept for tests that check what the list/watch says.
+final class CapturedLog: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var messages: [String] { lines.withLock { $0 } }
+
+    var logger: Logger {
+        var logger = Logger(label: "nodeprof.test.captured") { _ in CapturingHandler(log: self) }
+        logger.logLevel = .debug
+        return logger
+    }
+
+    func append(_ line: String) { lines.withLock { $0.append(line) } }
+
+    struct CapturingHandler: LogHandler {
+        let log: CapturedLog
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            log.append("\(event.level): \(event.message)")
+        }
     }
 }
 

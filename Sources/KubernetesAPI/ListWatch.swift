@@ -15,21 +15,24 @@ public enum ListWatchEvent<Object: KubernetesObject>: Sendable {
 /// LIST then WATCH of one kind of object, forever: an `AsyncSequence` of
 /// ``ListWatchEvent``s that ends only when the iterating task is cancelled.
 ///
-/// The protocol (see docs/kubernetes.md, "API protocol"):
-/// - LIST with `limit` and `continue` paging; an expired continue token (410) lists again
-///   from scratch. The list's resourceVersion is where the watch starts.
+/// The protocol (see docs/kubernetes.md, "The API client"):
+/// - LIST with `limit` and `continue` paging, each item decoded as its bytes arrive; an
+///   expired continue token (410) lists again from scratch. The list's resourceVersion is
+///   where the watch starts.
 /// - WATCH with `allowWatchBookmarks=true` and a `timeoutSeconds` drawn at random from
 ///   ``Configuration/watchTimeoutSeconds`` (so that many agents do not restart together);
 ///   every event and BOOKMARK moves the resourceVersion forward; bookmarks emit nothing.
-/// - A watch that ends normally (timeout, server close) resumes from the last
-///   resourceVersion without a list; so does a stalled one (silence longer than the client's
-///   ``KubernetesClientConfiguration/readIdleTimeout``). 410 (ERROR event or status) lists
-///   again. Other ERROR events, connection failures, 401, 403, 429 and 5xx wait
-///   (``KubernetesBackoff``, honouring Retry-After) and watch again from the last version;
-///   a 401 makes the client re-read its token file first.
-/// - A restart is immediate only after a healthy watch (one that applied an event or a
+/// - A watch that ends normally (timeout, server close) or is cut off mid-stream resumes
+///   from the last resourceVersion without a list; so does a stalled one (silence longer
+///   than the client's ``KubernetesClientConfiguration/readIdleTimeout``). 410 (ERROR event
+///   or status) lists again at once. Other ERROR events, connection failures, 401, 403, 429
+///   and 5xx wait (``KubernetesBackoff``, honouring Retry-After) and watch again from the
+///   last version; a 401 makes the client re-read its token file first. Each restart is
+///   counted by its ``WatchRestartCause``.
+/// - A resume is immediate only after a healthy watch (one that applied an event or a
 ///   bookmark, or lasted a second); otherwise it backs off, so a server that ends every
-///   watch at once is not hammered. The backoff resets after a healthy watch.
+///   watch at once is not hammered; likewise a third 410 in a row right after a list. The
+///   backoff resets after a healthy watch.
 /// - Events that are malformed, of an unknown type, too large, or whose object does not
 ///   decode (or has no uid or name) are counted, logged at a limited rate, and skipped.
 ///
@@ -113,6 +116,7 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
         /// Why a watch ended; decides between resuming, re-listing and backing off.
         private enum Ending {
             case closed
+            case interrupted(KubernetesAPIError)
             case expired
             case stalled
             case errorEvent(APIStatus)
@@ -139,6 +143,9 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
         private var failures = 0
         /// Consecutive lists cut short by an expired continue token.
         private var listExpiries = 0
+        /// Consecutive watches that ended in 410 without being healthy: a server that
+        /// answers every watch with 410 gets backoff, not a hot list/watch loop.
+        private var watchExpiries = 0
         private var pendingDelay: Duration?
         private var watchStart: UInt64 = 0
         private var watchApplied = false
@@ -184,34 +191,39 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
         private mutating func list() async -> ListWatchEvent<Object>? {
             let box = self.box
             let observer = listPageObserver
-            var pages = 0
             do {
-                let result = try await client.listAll(
-                    Object.self, path: configuration.path, query: configuration.selectorQuery,
-                    limit: configuration.pageSize, onRequest: { box.update { $0.requests += 1 } },
-                    onPage: { _ in
-                        box.update { $0.listPages += 1 }
-                        pages += 1
-                        observer?(pages)
-                    })
+                // Items are decoded one by one as each page's body arrives: the raw list is
+                // never held, only the decoded objects the consumer gets.
                 var items: [Object] = []
-                items.reserveCapacity(result.items.count)
-                var failures = result.undecodable
-                for item in result.items {
-                    if let reason = Self.identityProblem(item.metadata) {
-                        failures.append(reason)
-                    } else {
-                        items.append(item)
+                var failures: [String] = []
+                let version = try await client.listEach(
+                    Object.self, path: configuration.path, query: configuration.selectorQuery,
+                    limit: configuration.pageSize, maxItemBytes: configuration.maxEventBytes,
+                    onRequest: { box.update { $0.requests += 1 } },
+                    onPage: { page in
+                        box.update { $0.listPages += 1 }
+                        observer?(page)
+                    }
+                ) { item in
+                    switch item {
+                    case .success(let object):
+                        if let reason = Self.identityProblem(object.metadata) {
+                            failures.append(reason)
+                        } else {
+                            items.append(object)
+                        }
+                    case .failure(let failure):
+                        failures.append(failure.reason)
                     }
                 }
                 for reason in failures { warn("decode", "skipped a listed object that does not decode: \(reason)") }
-                resourceVersion = result.resourceVersion
+                resourceVersion = version
                 let relist = hasListed
                 box.update { statistics in
                     statistics.lists += 1
                     if relist { statistics.relists += 1 }
                     statistics.decodeFailures += failures.count
-                    statistics.resourceVersion = result.resourceVersion
+                    statistics.resourceVersion = version
                     statistics.lastSyncUnixNanoseconds = wallClockNanoseconds()
                 }
                 hasListed = true
@@ -219,7 +231,7 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 phase = .watch
                 logger.debug(
                     "listed \(configuration.path)",
-                    metadata: ["objects": "\(items.count)", "resourceVersion": "\(result.resourceVersion)"])
+                    metadata: ["objects": "\(items.count)", "resourceVersion": "\(version)"])
                 return .replaced(items)
             } catch {
                 guard let error = apiError(error) else { return nil }
@@ -271,10 +283,10 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 frame = try await stream?.next()
             } catch {
                 guard let error = apiError(error) else { return nil }
-                if case .timedOut = error {
-                    restart(.stalled)
-                } else {
-                    restart(.failed(error))
+                switch error {
+                case .timedOut: restart(.stalled)
+                case .streamInterrupted: restart(.interrupted(error))
+                default: restart(.failed(error))
                 }
                 return nil
             }
@@ -381,16 +393,31 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
         private mutating func restart(_ ending: Ending) {
             stream = nil
             let healthy = watchApplied || monotonicNanoseconds() &- watchStart >= Self.healthyWatchDuration
-            if healthy { failures = 0 }
+            if healthy {
+                failures = 0
+                watchExpiries = 0
+            }
             watchApplied = false
             switch ending {
             case .closed:
-                box.update { $0.watchRestarts.closed += 1 }
+                box.update { $0.watchRestarts[.streamEnded] += 1 }
+                phase = .watch
+                if !healthy { backOff(after: nil) }
+            case .interrupted(let error):
+                // The server was reachable and the watch worked: resume like a normal end.
+                box.update {
+                    $0.watchRestarts[.streamInterrupted] += 1
+                    $0.streamsInterrupted += 1
+                }
+                warn(
+                    "interrupted",
+                    "the watch of \(configuration.path) was cut off mid-stream: \(error); resuming from resourceVersion \(resourceVersion ?? "none")",
+                    level: .notice)
                 phase = .watch
                 if !healthy { backOff(after: nil) }
             case .stalled:
                 box.update {
-                    $0.watchRestarts.stalled += 1
+                    $0.watchRestarts[.stalled] += 1
                     $0.timeouts += 1
                 }
                 warn(
@@ -399,12 +426,16 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 phase = .watch
                 if !healthy { backOff(after: nil) }
             case .expired:
-                box.update { $0.watchRestarts.expired += 1 }
+                // The history the watch needed is gone: only a list can tell what changed,
+                // and every moment of waiting delays it; so list at once, unless watches
+                // keep expiring right away.
+                box.update { $0.watchRestarts[.expired] += 1 }
                 logger.debug("watch of \(configuration.path) expired (410); listing again")
                 phase = .list
-                if !healthy { backOff(after: nil) }
+                watchExpiries += 1
+                if watchExpiries > 2 { backOff(after: nil) }
             case .errorEvent(let status):
-                box.update { $0.watchRestarts.errorEvent += 1 }
+                box.update { $0.watchRestarts[.errorEvent] += 1 }
                 warn(
                     "errorEvent",
                     "the watch of \(configuration.path) reported an error (\(status.code.map(String.init) ?? "no code") \(status.reason ?? "")): \((status.message ?? "").boundedForMessage()); watching again"
@@ -412,17 +443,29 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 phase = .watch
                 backOff(after: nil)
             case .failed(let error):
-                box.update { statistics in
-                    if case .unauthorized = error {
-                        statistics.watchRestarts.unauthorized += 1
-                    } else {
-                        statistics.watchRestarts.failed += 1
-                    }
-                }
+                let cause = Self.restartCause(of: error)
+                box.update { $0.watchRestarts[cause] += 1 }
                 count(error)
                 warn(error)
                 phase = .watch
                 backOff(after: error)
+            }
+        }
+
+        /// The restart metric's cause for a failed watch request.
+        static func restartCause(of error: KubernetesAPIError) -> WatchRestartCause {
+            switch error {
+            case .connectionFailed: .connectFailed
+            case .connectionClosedBeforeResponse: .connectionClosedBeforeResponse
+            case .streamInterrupted: .streamInterrupted
+            case .tlsFailed: .tlsFailed
+            case .timedOut: .timedOut
+            case .unauthorized: .unauthorized
+            case .forbidden: .forbidden
+            case .expired: .expired
+            case .tooManyRequests: .throttled
+            case .serverError: .http5xx
+            default: .other
             }
         }
 
@@ -448,7 +491,8 @@ public struct ListWatch<Object: KubernetesObject>: AsyncSequence, Sendable {
                 case .forbidden: statistics.forbidden += 1
                 case .tooManyRequests: statistics.throttled += 1
                 case .serverError: statistics.serverErrors += 1
-                case .connectionFailed, .tlsFailed: statistics.connectionFailures += 1
+                case .connectionFailed, .tlsFailed, .connectionClosedBeforeResponse: statistics.connectionFailures += 1
+                case .streamInterrupted: statistics.streamsInterrupted += 1
                 case .timedOut: statistics.timeouts += 1
                 default: statistics.otherFailures += 1
                 }

@@ -51,6 +51,10 @@ public struct JSONObjectFramer: Sendable {
         case garbage
     }
 
+    /// Largest object kept unless told otherwise: a Pod with many containers and managed
+    /// fields is tens of kilobytes.
+    public static let defaultMaxObjectBytes = 4 << 20
+
     /// The largest object kept, in bytes.
     public let maxObjectBytes: Int
     /// Whether a raw newline inside an object ends it as malformed (see above).
@@ -65,7 +69,7 @@ public struct JSONObjectFramer: Sendable {
     private var inString = false
     private var escaped = false
 
-    public init(maxObjectBytes: Int = 4 << 20, newlineDelimited: Bool = true) {
+    public init(maxObjectBytes: Int = defaultMaxObjectBytes, newlineDelimited: Bool = true) {
         precondition(maxObjectBytes > 1, "an object has at least two bytes")
         self.maxObjectBytes = maxObjectBytes
         self.newlineDelimited = newlineDelimited

@@ -1,5 +1,5 @@
 import Foundation
-import KubeMetadata
+import KubernetesAPI
 import TestSupport
 import Testing
 

@@ -14,7 +14,7 @@ public struct KubernetesWatchStream: AsyncSequence {
 
     /// Largest watch event kept: a Pod with many containers and managed fields is tens of
     /// kilobytes; anything over this is skipped and reported as oversized.
-    public static let defaultMaxEventBytes = 4 << 20
+    public static let defaultMaxEventBytes = JSONObjectFramer.defaultMaxObjectBytes
 
     let body: HTTPClientResponse.Body
     let path: String
@@ -53,7 +53,7 @@ public struct KubernetesWatchStream: AsyncSequence {
                     buffer = try await body.next()
                 } catch {
                     ended = true
-                    throw KubernetesClient.transportError(error, path: path, server: server)
+                    throw KubernetesClient.transportError(error, path: path, server: server, phase: .body)
                 }
                 if let buffer {
                     bytesReceived += buffer.readableBytes

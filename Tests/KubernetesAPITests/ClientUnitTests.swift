@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-@testable import KubeMetadata
+@testable import KubernetesAPI
 
 /// The client's pure parts: status classification, RBAC messages, URLs, backoff, and the
 /// decoding of single watch events.
@@ -32,16 +32,65 @@ import Testing
             error(503, retryAfter: " 7 ")
                 == .serverError(path: "/api/v1/pods", status: 503, retryAfter: .seconds(7), message: "said 503"))
         #expect(error(500).status == 500)
-        #expect(error(400) == .unexpectedStatus(path: "/api/v1/pods", status: 400, message: "said 400"))
+        #expect(error(400) == .badRequest(path: "/api/v1/pods", message: "said 400"))
+        #expect(error(400).status == 400)
+        #expect(error(405) == .unexpectedStatus(path: "/api/v1/pods", status: 405, message: "said 405"))
+        #expect(error(415) == .unsupportedMediaType(path: "/api/v1/pods", message: "said 415"))
 
         let forbidden = error(403, verb: "watch", path: "/api/v1/namespaces/shop/pods")
         #expect(
             forbidden
                 == .forbidden(
-                    path: "/api/v1/namespaces/shop/pods", verb: "watch", resource: "pods", namespace: "shop",
+                    path: "/api/v1/namespaces/shop/pods", verb: "watch", group: "", resource: "pods", namespace: "shop",
                     message: "said 403"))
-        #expect(forbidden.description.contains("RBAC does not allow \"watch\" on \"pods\" in namespace shop"))
-        #expect(forbidden.description.contains("grant get, list and watch on pods"))
+        #expect(
+            forbidden.description.contains(
+                "RBAC does not allow \"watch\" on \"pods\" of the core API group (\"\") in namespace shop"))
+        #expect(forbidden.description.contains(#"{apiGroups: [""], resources: ["pods"], verbs: ["watch"]}"#))
+
+        // A write of a custom resource's status names the subresource and the group.
+        let status = error(403, verb: "update", path: "/apis/nodeprof.dev/v1alpha1/profilingpolicies/cpu/status")
+        #expect(
+            status.description.contains(
+                #"{apiGroups: ["nodeprof.dev"], resources: ["profilingpolicies/status"], verbs: ["update"]}"#))
+        #expect(status.description.contains("cluster-wide"))
+    }
+
+    @Test func writeConflictsSayToReadAgainAndInvalidCarriesTheServersMessage() {
+        let conflictBody = Self.status(
+            409, reason: "Conflict",
+            message:
+                "Operation cannot be fulfilled on leases.coordination.k8s.io \\\"nodeprof\\\": the object has been modified; please apply your changes to the latest version and try again"
+        )
+        let conflict = KubernetesClient.statusError(
+            status: 409, path: "/apis/coordination.k8s.io/v1/namespaces/n/leases/nodeprof", verb: "update",
+            body: conflictBody, retryAfter: nil)
+        guard case .conflict(_, let message) = conflict else {
+            Issue.record("\(conflict)")
+            return
+        }
+        #expect(message.contains("the object has been modified"))
+        #expect(conflict.description.contains("read it again, re-apply the change and retry"))
+        #expect(conflict.status == 409)
+
+        let exists = KubernetesClient.statusError(
+            status: 409, path: "/api/v1/namespaces/n/pods", verb: "create",
+            body: Self.status(409, reason: "AlreadyExists", message: "pods \\\"web\\\" already exists"),
+            retryAfter: nil)
+        #expect(exists == .alreadyExists(path: "/api/v1/namespaces/n/pods", message: "pods \"web\" already exists"))
+
+        let invalid = KubernetesClient.statusError(
+            status: 422, path: "/apis/nodeprof.dev/v1alpha1/profilingpolicies", verb: "create",
+            body: Self.status(
+                422, reason: "Invalid",
+                message: "ProfilingPolicy.nodeprof.dev \\\"cpu\\\" is invalid: spec.frequency: Invalid value: 0"),
+            retryAfter: nil)
+        #expect(
+            invalid
+                == .invalid(
+                    path: "/apis/nodeprof.dev/v1alpha1/profilingpolicies",
+                    message: "ProfilingPolicy.nodeprof.dev \"cpu\" is invalid: spec.frequency: Invalid value: 0"))
+        #expect(invalid.description.contains("spec.frequency: Invalid value: 0"))
     }
 
     @Test func nonStatusBodiesAreQuotedBounded() {
@@ -56,14 +105,73 @@ import Testing
         #expect(!message.contains("\u{1b}"))
     }
 
-    @Test func resourcesOfPathsNameTheRBACRule() {
-        #expect(KubernetesClient.resource(ofPath: "/api/v1/pods") == ("pods", nil))
-        #expect(KubernetesClient.resource(ofPath: "/api/v1/namespaces/a/pods/web-0") == ("pods", "a"))
-        #expect(KubernetesClient.resource(ofPath: "/api/v1/namespaces/a") == ("namespaces", nil))
-        #expect(KubernetesClient.resource(ofPath: "/apis/apps/v1/replicasets") == ("replicasets.apps", nil))
+    @Test func pathsNameTheirRBACRule() {
+        func rule(_ path: String) -> String {
+            let rule = KubernetesClient.rbacRule(ofPath: path)
+            return "\(rule.group)|\(rule.resource)|\(rule.namespace ?? "-")"
+        }
+        #expect(rule("/api/v1/pods") == "|pods|-")
+        #expect(rule("/api/v1/namespaces/a/pods/web-0") == "|pods|a")
+        #expect(rule("/api/v1/namespaces/a") == "|namespaces|-")
+        #expect(rule("/apis/apps/v1/replicasets") == "apps|replicasets|-")
         #expect(
-            KubernetesClient.resource(ofPath: "/apis/nodeprof.dev/v1alpha1/namespaces/x/profilingpolicies")
-                == ("profilingpolicies.nodeprof.dev", "x"))
+            rule("/apis/nodeprof.dev/v1alpha1/namespaces/x/profilingpolicies") == "nodeprof.dev|profilingpolicies|x")
+        #expect(
+            rule("/apis/nodeprof.dev/v1alpha1/profilingpolicies/p/status") == "nodeprof.dev|profilingpolicies/status|-")
+        #expect(rule("/apis/coordination.k8s.io/v1/namespaces/n/leases/l") == "coordination.k8s.io|leases|n")
+        // Hostile or truncated paths still give an answer, never a crash.
+        #expect(rule("") == "|namespaces|-")
+        #expect(rule("/apis") == "|namespaces|-")
+        #expect(rule("/api/v1/namespaces") == "|namespaces|-")
+    }
+
+    @Test func resourcesBuildPathsAndRefuseNamesThatAreNotSegments() throws {
+        let policies = KubernetesResource(
+            group: "nodeprof.dev", version: "v1alpha1", plural: "profilingpolicies", namespaced: false)
+        #expect(policies.apiVersion == "nodeprof.dev/v1alpha1")
+        #expect(try policies.collectionPath(namespace: nil) == "/apis/nodeprof.dev/v1alpha1/profilingpolicies")
+        #expect(
+            try policies.objectPath(name: "cpu", namespace: nil, subresource: "status")
+                == "/apis/nodeprof.dev/v1alpha1/profilingpolicies/cpu/status")
+        #expect(throws: KubernetesAPIError.self) { try policies.collectionPath(namespace: "x") }
+        #expect(try KubernetesResource.pods.collectionPath(namespace: nil) == "/api/v1/pods")
+        #expect(
+            try KubernetesResource.leases.objectPath(name: "nodeprof", namespace: "kube-system")
+                == "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/nodeprof")
+        #expect(throws: KubernetesAPIError.self) { try KubernetesResource.leases.objectPath(name: "l", namespace: nil) }
+        for hostile in ["", ".", "..", "a/b", "../../secrets"] {
+            #expect(throws: KubernetesAPIError.self, "\(hostile)") {
+                try KubernetesResource.pods.objectPath(name: hostile, namespace: "default")
+            }
+            #expect(throws: KubernetesAPIError.self, "\(hostile)") {
+                try KubernetesResource.pods.collectionPath(namespace: hostile)
+            }
+        }
+        // Other characters are encoded, so a name cannot add a query or a fragment.
+        #expect(
+            try KubernetesResource.pods.objectPath(name: "a?watch=1#x", namespace: "default")
+                == "/api/v1/namespaces/default/pods/a%3Fwatch%3D1%23x")
+    }
+
+    @Test func patchesCarryTheirContentTypes() throws {
+        #expect(KubernetesPatch.merge(Array("{}".utf8)).contentType == "application/merge-patch+json")
+        #expect(KubernetesPatch.strategicMerge([]).contentType == "application/strategic-merge-patch+json")
+        let apply = KubernetesPatch.apply(Array("{}".utf8), fieldManager: "nodeprof", force: true)
+        #expect(apply.contentType == "application/apply-patch+yaml")
+        #expect(apply.query == ["fieldManager": "nodeprof", "force": "true"])
+        let json = try KubernetesPatch.json([
+            JSONPatchOperation(op: .test, path: "/metadata/resourceVersion", value: .string("7")),
+            JSONPatchOperation(
+                op: .add,
+                path: "/metadata/labels/" + JSONPatchOperation.escapedPointerToken("nodeprof.dev/role~x"),
+                value: .object(["a": .number(1), "b": .null, "c": .array([.bool(true), .number(0.5)])])),
+            JSONPatchOperation(op: .remove, path: "/spec/x"),
+        ])
+        #expect(json.contentType == "application/json-patch+json")
+        #expect(
+            String(decoding: json.body, as: UTF8.self)
+                == #"[{"op":"test","path":"/metadata/resourceVersion","value":"7"},{"op":"add","path":"/metadata/labels/nodeprof.dev~1role~0x","value":{"a":1,"b":null,"c":[true,0.5]}},{"op":"remove","path":"/spec/x"}]"#
+        )
     }
 
     @Test func queryStringsArePercentEncodedAndSorted() {

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import HTTPTransport
 import NodeprofCore
 
 /// Where and how to reach the Kubernetes API server: its URL, TLS trust and client
@@ -12,6 +13,14 @@ public struct KubernetesClientConfiguration: Sendable, Hashable {
     public enum PEMSource: Sendable, Hashable {
         case file(String)
         case data([UInt8])
+
+        /// The same source for the shared TLS setup (`HTTPTransport`).
+        var shared: HTTPTransport.PEMSource {
+            switch self {
+            case .file(let path): .file(path)
+            case .data(let bytes): .data(bytes)
+            }
+        }
     }
 
     public struct TLS: Sendable, Hashable {
@@ -32,6 +41,13 @@ public struct KubernetesClientConfiguration: Sendable, Hashable {
             self.clientCertificate = clientCertificate
             self.clientKey = clientKey
             self.insecureSkipVerify = insecureSkipVerify
+        }
+
+        /// The shared TLS settings of these.
+        var settings: ClientTLSSettings {
+            ClientTLSSettings(
+                certificateAuthority: certificateAuthority?.shared, clientCertificate: clientCertificate?.shared,
+                clientKey: clientKey?.shared, skipServerVerification: insecureSkipVerify)
         }
     }
 

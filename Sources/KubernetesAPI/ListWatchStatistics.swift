@@ -1,23 +1,58 @@
 import Synchronization
 
+/// Why a watch ended, as the `cause` label of the restart metric says it. Each case says
+/// what happened, not what the agent guesses about the network.
+public enum WatchRestartCause: String, Sendable, Hashable, CaseIterable {
+    /// The server ended the watch normally: its `timeoutSeconds`, or it closed the response
+    /// cleanly. Resumed from the last resourceVersion.
+    case streamEnded = "stream_ended"
+    /// The response broke mid-stream (the connection closed without the response's end: a
+    /// server restart, a proxy). Resumed from the last resourceVersion.
+    case streamInterrupted = "stream_interrupted"
+    /// Nothing arrived, not even a bookmark, for the client's read idle timeout.
+    case stalled
+    /// 410 Expired (an ERROR event or the watch request's status): re-listed at once.
+    case expired
+    /// An ERROR event other than 410.
+    case errorEvent = "error_event"
+    /// The watch request could not connect.
+    case connectFailed = "connect_failed"
+    /// The watch request's connection closed before any response byte, also on a new
+    /// connection.
+    case connectionClosedBeforeResponse = "connection_closed_before_response"
+    case tlsFailed = "tls_failed"
+    /// No response head within the request timeout.
+    case timedOut = "timed_out"
+    /// 401: the token file is re-read before the next request.
+    case unauthorized
+    /// 403: RBAC does not allow the watch.
+    case forbidden
+    /// 429.
+    case throttled
+    /// 500-599.
+    case http5xx = "http_5xx"
+    /// Anything else (an unexpected status, a reply that is not JSON).
+    case other
+}
+
 /// Counters of one ``ListWatch``, readable at any time through ``ListWatch/statistics``.
 public struct ListWatchStatistics: Sendable, Hashable {
-    /// Why a watch ended and another started (or a list).
+    /// Why a watch ended and another started (or a list), by cause.
     public struct WatchRestarts: Sendable, Hashable {
-        /// Ended normally: the server's `timeoutSeconds`, or it closed the response.
-        public var closed = 0
-        /// 410 Expired, as an ERROR event or as the watch request's status: re-listed.
-        public var expired = 0
-        /// An ERROR event other than 410.
-        public var errorEvent = 0
-        /// Nothing arrived, not even a bookmark, for the client's read idle timeout.
-        public var stalled = 0
-        /// 401: the token file is re-read before the next request.
-        public var unauthorized = 0
-        /// The watch request or stream failed (connection, TLS, 403, 429, 5xx, ...).
-        public var failed = 0
+        private var counts: [WatchRestartCause: Int] = [:]
 
-        public var total: Int { closed + expired + errorEvent + stalled + unauthorized + failed }
+        public subscript(cause: WatchRestartCause) -> Int {
+            get { counts[cause, default: 0] }
+            set { counts[cause] = newValue }
+        }
+
+        public var total: Int { counts.values.reduce(0, +) }
+
+        /// Every cause with its count, in ``WatchRestartCause`` order (zeros included): the
+        /// `cause` label of a restart metric.
+        public var byCause: [(cause: WatchRestartCause, count: Int)] {
+            WatchRestartCause.allCases.map { ($0, self[$0]) }
+        }
     }
 
     /// Applied watch events by type.
@@ -52,6 +87,9 @@ public struct ListWatchStatistics: Sendable, Hashable {
     public var oversized = 0
     /// Waits before a retry.
     public var backoffs = 0
+    /// Watch streams cut off mid-response (a server restart, a proxy): resumed, not counted
+    /// as failures.
+    public var streamsInterrupted = 0
     /// Requests sent (list pages and watches, failed or not).
     public var requests = 0
     /// Failed requests and streams, by kind.
@@ -59,6 +97,8 @@ public struct ListWatchStatistics: Sendable, Hashable {
     public var forbidden = 0
     public var throttled = 0
     public var serverErrors = 0
+    /// No connection could be made, or it closed before the response even on a new
+    /// connection.
     public var connectionFailures = 0
     public var timeouts = 0
     public var otherFailures = 0

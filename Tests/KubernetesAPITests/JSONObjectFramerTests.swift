@@ -1,4 +1,4 @@
-import KubeMetadata
+import KubernetesAPI
 import TestSupport
 import Testing
 
