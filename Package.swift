@@ -213,7 +213,7 @@ let package = Package(
         // MARK: Tests
         .target(
             name: "TestSupport",
-            dependencies: ["NodeprofCore"],
+            dependencies: ["NodeprofCore", "Profiles"],
             path: "Tests/TestSupport",
             swiftSettings: strictSwift
         ),

@@ -71,32 +71,3 @@ public struct Frame: Sendable, Hashable {
         hasher.combine(kind)
     }
 }
-
-/// A sample after symbolization: the stack as frames, leaf first, kernel frames before
-/// user frames (the order a flame graph reads from the top).
-public struct SymbolizedSample: Sendable, Hashable {
-    public var pid: Int32
-    public var tid: Int32
-    public var threadName: String
-    /// Name of the process (the executable's base name), when known.
-    public var processName: String?
-    public var cgroupID: UInt64
-    public var timestampNanos: UInt64
-    public var frames: [Frame]
-    /// The span the thread was running when sampled, when the process publishes one.
-    public var traceContext: TraceContext?
-
-    public init(
-        pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
-        timestampNanos: UInt64, frames: [Frame], traceContext: TraceContext? = nil
-    ) {
-        self.traceContext = traceContext
-        self.pid = pid
-        self.tid = tid
-        self.threadName = threadName
-        self.processName = processName
-        self.cgroupID = cgroupID
-        self.timestampNanos = timestampNanos
-        self.frames = frames
-    }
-}

@@ -86,11 +86,18 @@ public struct OTLPBuilder: Sendable {
 
     /// The profile as serialized requests, each below the size limit. An empty profile
     /// gives no request.
+    ///
+    /// Processes are packed into requests by an estimate of their encoded size made before
+    /// anything is encoded (a process too large alone has its samples cut into parts); a
+    /// request that still comes out too large is split again, which the estimate's margin
+    /// makes rare.
     public func encode(_ profile: Profile) throws(OTLPEncodingError) -> [OTLPEncodedRequest] {
         let groups = Self.groupByProcess(profile)
         guard !groups.isEmpty else { return [] }
         var output: [OTLPEncodedRequest] = []
-        try split(profile: profile, groups: groups[...], into: &output)
+        for batch in Self.batches(of: groups, in: profile, limit: configuration.maximumRequestBytes) {
+            try split(profile: profile, groups: batch[...], into: &output)
+        }
         return output
     }
 
@@ -124,30 +131,54 @@ public struct OTLPBuilder: Sendable {
         return OTLPEncodedRequest(bytes: bytes, profileCount: profiles, sampleCount: samples)
     }
 
-    /// One process's samples (indices into the profile's samples, in order).
+    /// One process description's samples: positions of its records in the profile, in order.
     struct ProcessGroup {
         /// The description's position in ``Profile/processes``.
         var process: Int
-        var samples: [Profile.StoredSample]
+        var records: [Int32]
     }
 
     /// One group per process description (a process that republished its context is two
     /// resources), in the order of their first samples.
     static func groupByProcess(_ profile: Profile) -> [ProcessGroup] {
+        let records = profile.store.records
+        var positions = [Int](repeating: -1, count: profile.store.processes.count)
         var groups: [ProcessGroup] = []
-        var positions = [Int](repeating: -1, count: profile.processes.count)
-        profile.forEachStoredSample { sample in
-            let position = positions[sample.process]
-            if position >= 0 {
-                groups[position].samples.append(sample)
-            } else {
-                positions[sample.process] = groups.count
-                groups.append(ProcessGroup(process: sample.process, samples: [sample]))
+        for (index, record) in records.enumerated() {
+            let process = Int(record.process)
+            if positions[process] < 0 {
+                positions[process] = groups.count
+                groups.append(ProcessGroup(process: process, records: []))
             }
+            groups[positions[process]].records.append(Int32(index))
         }
         return groups
     }
 
+    /// Groups packed into batches whose estimated encoded size stays within `limit`; a group
+    /// estimated above the limit alone is cut into parts that are not.
+    static func batches(of groups: [ProcessGroup], in profile: Profile, limit: Int) -> [[ProcessGroup]] {
+        var estimator = SizeEstimator(store: profile.store)
+        var batches: [[ProcessGroup]] = []
+        var current: [ProcessGroup] = []
+        var currentBytes = 0
+        for group in groups {
+            for part in estimator.parts(of: group.records, limit: limit) {
+                if !current.isEmpty, currentBytes + part.bytes > limit {
+                    batches.append(current)
+                    current = []
+                    currentBytes = 0
+                }
+                current.append(ProcessGroup(process: group.process, records: part.records))
+                currentBytes += part.bytes
+            }
+        }
+        if !current.isEmpty { batches.append(current) }
+        return batches
+    }
+
+    /// Encodes `groups` as one request; only when the estimate was wrong and it is too large,
+    /// halves it and tries again.
     private func split(
         profile: Profile, groups: ArraySlice<ProcessGroup>, into output: inout [OTLPEncodedRequest]
     ) throws(OTLPEncodingError) {
@@ -162,19 +193,20 @@ public struct OTLPBuilder: Sendable {
             try split(profile: profile, groups: groups[middle...], into: &output)
             return
         }
-        // One process alone is too large: halve its samples.
         let group = groups[groups.startIndex]
-        guard group.samples.count > 1 else {
+        guard group.records.count > 1 else {
             output.append(request)  // one sample cannot be split further
             return
         }
-        let middle = group.samples.count / 2
-        var first = group
-        first.samples = Array(group.samples[..<middle])
-        var second = group
-        second.samples = Array(group.samples[middle...])
-        try split(profile: profile, groups: [first][...], into: &output)
-        try split(profile: profile, groups: [second][...], into: &output)
+        let middle = group.records.count / 2
+        try split(
+            profile: profile,
+            groups: [ProcessGroup(process: group.process, records: Array(group.records[..<middle]))][...],
+            into: &output)
+        try split(
+            profile: profile,
+            groups: [ProcessGroup(process: group.process, records: Array(group.records[middle...]))][...],
+            into: &output)
     }
 
     /// One request holding `groups`, with a dictionary of exactly what they use.
@@ -189,26 +221,129 @@ public struct OTLPBuilder: Sendable {
     }
 }
 
+/// An upper estimate of the encoded size of a set of samples with what they use in the
+/// dictionary (each distinct stack, location, function and mapping counted once per set).
+struct SizeEstimator {
+    let store: SampleStore
+    private var stackSeen: [Int32]
+    private var locationSeen: [Int32]
+    private var functionSeen: [Int32]
+    private var mappingSeen: [Int32]
+    private var threadNameSeen: [Int32]
+    private var traceContextSeen: [Int32]
+    private var generation: Int32 = 0
+
+    init(store: SampleStore) {
+        self.store = store
+        stackSeen = Array(repeating: -1, count: store.stacks.count)
+        locationSeen = Array(repeating: -1, count: store.locations.count)
+        functionSeen = Array(repeating: -1, count: store.functions.count)
+        mappingSeen = Array(repeating: -1, count: store.mappings.count)
+        threadNameSeen = Array(repeating: -1, count: store.strings.count)
+        traceContextSeen = Array(repeating: -1, count: store.traceContexts.count)
+    }
+
+    /// `records` cut, in order, into parts whose estimate stays within `limit` (a part has at
+    /// least one record), with each part's estimate.
+    mutating func parts(of records: [Int32], limit: Int) -> [(records: [Int32], bytes: Int)] {
+        var parts: [(records: [Int32], bytes: Int)] = []
+        var start = 0
+        generation += 1
+        var total = Self.resourceBytes
+        for (position, index) in records.enumerated() {
+            let added = bytes(ofRecord: index)
+            if position > start, total + added > limit {
+                parts.append((Array(records[start..<position]), total))
+                start = position
+                generation += 1
+                total = Self.resourceBytes + bytes(ofRecord: index)
+            } else {
+                total += added
+            }
+        }
+        parts.append((Array(records[start...]), total))
+        return parts
+    }
+
+    static let resourceBytes = 512
+
+    /// Per sample: a timestamp (9 bytes) and, merged or not, a sample entry (stack, two
+    /// thread attributes, a link: at most 24 bytes); per thread name 64 and the name; per
+    /// span 64 and 64 per attribute; per stack 4 bytes and 5 per frame; per location 32; per
+    /// function its name and 16; per mapping its path and 96 (addresses, build id
+    /// attributes); plus 512 per resource.
+    mutating func bytes(of records: [Int32]) -> Int {
+        generation += 1
+        return records.reduce(Self.resourceBytes) { $0 + bytes(ofRecord: $1) }
+    }
+
+    /// What one more record adds to the current set: itself, and its stack, locations,
+    /// functions and mappings the set does not have yet.
+    private mutating func bytes(ofRecord index: Int32) -> Int {
+        var total = 33
+        let record = store.records[Int(index)]
+        // A thread's two attributes (name and id) and a span's link and attributes, once each.
+        if threadNameSeen[Int(record.threadName)] != generation {
+            threadNameSeen[Int(record.threadName)] = generation
+            total += 64 + store.strings[Int(record.threadName)].utf8.count
+        }
+        if record.traceContext >= 0, traceContextSeen[Int(record.traceContext)] != generation {
+            traceContextSeen[Int(record.traceContext)] = generation
+            total += 64 + store.traceContexts[Int(record.traceContext)].attributes.count * 64
+        }
+        let stack = Int(record.stack)
+        guard stackSeen[stack] != generation else { return total }
+        stackSeen[stack] = generation
+        let locations = store.stacks[stack]
+        total += 4 + 5 * locations.count
+        for location in locations where locationSeen[Int(location)] != generation {
+            locationSeen[Int(location)] = generation
+            total += 32
+            let entry = store.locations[Int(location)]
+            if entry.function >= 0, functionSeen[Int(entry.function)] != generation {
+                functionSeen[Int(entry.function)] = generation
+                total += 16 + store.functions[Int(entry.function)].utf8.count
+            }
+            if entry.mapping >= 0, mappingSeen[Int(entry.mapping)] != generation {
+                mappingSeen[Int(entry.mapping)] = generation
+                total += 96 + store.mappings[Int(entry.mapping)].path.utf8.count
+            }
+        }
+        return total
+    }
+}
+
 /// Why a request could not be serialized.
 public struct OTLPEncodingError: Error, Sendable, CustomStringConvertible {
     public var reason: String
     public var description: String { "cannot encode the OTLP profiles request: \(reason)" }
 }
 
-/// Per-request state: the dictionary and the caches that translate the profile's stacks,
-/// frames and modules into table indices once each.
+/// Per-request state: the dictionary, and the translation of the profile's table indices
+/// into the request's (each entry translated once, by array lookup, nothing hashed again).
 private struct RequestEncoder {
     let profile: Profile
+    let store: SampleStore
     let configuration: OTLPBuilder.Configuration
     var dictionary = OTLPDictionaryBuilder()
-    private var stackIndices: [Int: Int32] = [:]
-    private var locationIndices: [Frame: Int32] = [:]
-    private var mappingIndices: [Module: Int32] = [:]
+    /// Profile table index -> request table index; -1 until translated.
+    private var stackIndices: [Int32]
+    private var locationIndices: [Int32]
+    private var mappingIndices: [Int32]
+    private var functionIndices: [Int32]
+    private var traceContextIndices: [(link: Int32, attributes: [Int32])?]
+    private var threadAttributeIndices: [ThreadKey: [Int32]] = [:]
     private var kernelMapping: Int32?
 
     init(profile: Profile, configuration: OTLPBuilder.Configuration) {
         self.profile = profile
+        self.store = profile.store
         self.configuration = configuration
+        stackIndices = Array(repeating: -1, count: store.stacks.count)
+        locationIndices = Array(repeating: -1, count: store.locations.count)
+        mappingIndices = Array(repeating: -1, count: store.mappings.count)
+        functionIndices = Array(repeating: -1, count: store.functions.count)
+        traceContextIndices = Array(repeating: nil, count: store.traceContexts.count)
     }
 
     mutating func resourceProfiles(for group: OTLPBuilder.ProcessGroup) -> OTLPResourceProfiles {
@@ -219,7 +354,7 @@ private struct RequestEncoder {
             guard seenKeys.insert(attribute.key).inserted else { return }
             resource.attributes.append(OTLPKeyValue(attribute))
         }
-        let process = profile.processes[group.process]
+        let process = store.processes[group.process]
         add(Attribute("process.pid", .int(Int64(process.pid))))
         if let name = process.name { add(Attribute("process.executable.name", .string(name))) }
         add(Attribute("host.name", .string(configuration.hostName)))
@@ -236,31 +371,17 @@ private struct RequestEncoder {
         return resourceProfiles
     }
 
+    /// Samples merge when they share stack, thread and span: all indices of the profile.
     private struct SampleKey: Hashable {
         var stack: Int32
-        var attributes: [Int32]
-        /// Index in link_table, 0 for none: samples of different spans never merge.
-        var link: Int32
+        var tid: Int32
+        var threadName: Int32
+        var traceContext: Int32
     }
 
-    private var traceContextIndices: [TraceContext: (link: Int32, attributes: [Int32])] = [:]
-
-    /// The link and sample attributes of a span, made once per distinct context.
-    private mutating func traceContextIndices(_ context: TraceContext) -> (link: Int32, attributes: [Int32]) {
-        if let known = traceContextIndices[context] { return known }
-        var link = OTLPLink()
-        link.traceID = Data(context.traceID)
-        link.spanID = Data(context.spanID)
-        var seen: Set<String> = ["thread.id", "thread.name"]
-        var attributes: [Int32] = []
-        // The record's attributes as the key map names them; a key the agent sets itself
-        // (thread.id, thread.name) keeps the agent's value.
-        for attribute in context.attributes where seen.insert(attribute.key).inserted {
-            attributes.append(dictionary.attribute(attribute.key, OTLPAnyValue(attribute.value)))
-        }
-        let indices = (dictionary.link(link), attributes)
-        traceContextIndices[context] = indices
-        return indices
+    private struct ThreadKey: Hashable {
+        var tid: Int32
+        var name: Int32
     }
 
     private mutating func otlpProfile(for group: OTLPBuilder.ProcessGroup) -> OTLPProfile {
@@ -278,37 +399,37 @@ private struct RequestEncoder {
         var end = profile.startTimeNanos &+ profile.durationNanos
         var positions: [SampleKey: Int] = [:]
         var samples: [OTLPSample] = []
-        for sample in group.samples {
-            start = min(start, sample.timestampNanos)
-            end = max(end, sample.timestampNanos &+ 1)
-            var attributes = threadAttributes(tid: sample.tid, name: sample.threadName)
-            var link: Int32 = 0
-            if let context = sample.traceContext {
-                let indices = traceContextIndices(context)
-                link = indices.link
-                attributes += indices.attributes
-            }
-            let key = SampleKey(stack: stackIndex(sample.stack), attributes: attributes, link: link)
-            let timestamps = configuration.sampleTimestamps
+        let timestamps = configuration.sampleTimestamps
+        for index in group.records {
+            let record = store.records[Int(index)]
+            start = min(start, record.timestampNanos)
+            end = max(end, record.timestampNanos &+ 1)
+            let key = SampleKey(
+                stack: record.stack, tid: record.tid, threadName: record.threadName, traceContext: record.traceContext)
             if let position = positions[key] {
                 if timestamps {
-                    samples[position].timestampsUnixNano.append(sample.timestampNanos)
+                    samples[position].timestampsUnixNano.append(record.timestampNanos)
                 } else {
                     samples[position].values[0] += 1
                 }
-            } else {
-                positions[key] = samples.count
-                var otlpSample = OTLPSample()
-                otlpSample.stackIndex = key.stack
-                otlpSample.attributeIndices = key.attributes
-                otlpSample.linkIndex = key.link
-                if timestamps {
-                    otlpSample.timestampsUnixNano = [sample.timestampNanos]
-                } else {
-                    otlpSample.values = [1]
-                }
-                samples.append(otlpSample)
+                continue
             }
+            positions[key] = samples.count
+            var otlpSample = OTLPSample()
+            otlpSample.stackIndex = stackIndex(Int(record.stack))
+            var attributes = threadAttributes(tid: record.tid, name: record.threadName)
+            if record.traceContext >= 0 {
+                let context = traceContextIndices(Int(record.traceContext))
+                otlpSample.linkIndex = context.link
+                attributes += context.attributes
+            }
+            otlpSample.attributeIndices = attributes
+            if timestamps {
+                otlpSample.timestampsUnixNano = [record.timestampNanos]
+            } else {
+                otlpSample.values = [1]
+            }
+            samples.append(otlpSample)
         }
         output.samples = samples
         output.timeUnixNano = start
@@ -316,59 +437,76 @@ private struct RequestEncoder {
         return output
     }
 
-    private struct Thread: Hashable {
-        var tid: Int32
-        var name: String
-    }
-    private var threadAttributeIndices: [Thread: [Int32]] = [:]
-
-    /// `thread.id` and `thread.name` of a sample, looked up once per thread (hashing an
-    /// attribute value message per sample cost more than the rest of the sample).
-    private mutating func threadAttributes(tid: Int32, name: String) -> [Int32] {
-        let thread = Thread(tid: tid, name: name)
+    /// `thread.id` and `thread.name` of a sample, made once per thread.
+    private mutating func threadAttributes(tid: Int32, name: Int32) -> [Int32] {
+        let thread = ThreadKey(tid: tid, name: name)
         if let indices = threadAttributeIndices[thread] { return indices }
         let indices = [
             dictionary.attribute("thread.id", OTLPAnyValue(.int(Int64(tid)))),
-            dictionary.attribute("thread.name", OTLPAnyValue(.string(name))),
+            dictionary.attribute("thread.name", OTLPAnyValue(.string(store.strings[Int(name)]))),
         ]
         threadAttributeIndices[thread] = indices
         return indices
     }
 
+    /// The link and sample attributes of a span, made once per distinct context.
+    private mutating func traceContextIndices(_ index: Int) -> (link: Int32, attributes: [Int32]) {
+        if let known = traceContextIndices[index] { return known }
+        let context = store.traceContexts[index]
+        var link = OTLPLink()
+        link.traceID = Data(context.traceID)
+        link.spanID = Data(context.spanID)
+        var seen: Set<String> = ["thread.id", "thread.name"]
+        var attributes: [Int32] = []
+        // The record's attributes as the key map names them; a key the agent sets itself
+        // (thread.id, thread.name) keeps the agent's value.
+        for attribute in context.attributes where seen.insert(attribute.key).inserted {
+            attributes.append(dictionary.attribute(attribute.key, OTLPAnyValue(attribute.value)))
+        }
+        let indices = (dictionary.link(link), attributes)
+        traceContextIndices[index] = indices
+        return indices
+    }
+
     private mutating func stackIndex(_ stack: Int) -> Int32 {
-        if let index = stackIndices[stack] { return index }
-        let locations = profile.storedStacks[stack].map { locationIndex($0) }
+        if stackIndices[stack] >= 0 { return stackIndices[stack] }
+        let locations = store.stacks[stack].map { locationIndex(Int($0)) }
         let index = dictionary.stack(locations)
         stackIndices[stack] = index
         return index
     }
 
-    private mutating func locationIndex(_ frame: Frame) -> Int32 {
-        if let index = locationIndices[frame] { return index }
-        var location = OTLPLocation()
-        location.address = frame.address
-        switch frame.kind {
+    private mutating func locationIndex(_ index: Int) -> Int32 {
+        if locationIndices[index] >= 0 { return locationIndices[index] }
+        let entry = store.locations[index]
+        let mapping: Int32
+        let frameType: String
+        switch entry.kind {
         case .kernel:
-            location.mappingIndex = kernelMappingIndex()
-            location.attributeIndices = [dictionary.attribute("profile.frame.type", OTLPAnyValue(.string("kernel")))]
+            mapping = kernelMappingIndex()
+            frameType = "kernel"
         case .native:
-            location.mappingIndex = frame.module.map { mappingIndex($0) } ?? 0
-            location.attributeIndices = [dictionary.attribute("profile.frame.type", OTLPAnyValue(.string("native")))]
+            mapping = entry.mapping >= 0 ? mappingIndex(Int(entry.mapping)) : 0
+            frameType = "native"
         }
-        if let name = frame.function {
-            var function = OTLPFunction()
-            function.nameStrindex = dictionary.string(name)
-            var line = OTLPLine()
-            line.functionIndex = dictionary.function(function)
-            location.lines = [line]
-        }
-        let index = dictionary.location(location)
-        locationIndices[frame] = index
-        return index
+        let function = entry.function >= 0 ? functionIndex(Int(entry.function)) : 0
+        let result = dictionary.location(
+            address: entry.address, mapping: mapping, function: function,
+            attribute: dictionary.attribute("profile.frame.type", OTLPAnyValue(.string(frameType))))
+        locationIndices[index] = result
+        return result
     }
 
-    private mutating func mappingIndex(_ module: Module) -> Int32 {
-        if let index = mappingIndices[module] { return index }
+    private mutating func functionIndex(_ index: Int) -> Int32 {
+        if functionIndices[index] >= 0 { return functionIndices[index] }
+        let result = dictionary.function(name: dictionary.string(store.functions[index]))
+        functionIndices[index] = result
+        return result
+    }
+
+    private mutating func mappingIndex(_ index: Int) -> Int32 {
+        if mappingIndices[index] >= 0 { return mappingIndices[index] }
+        let module = store.mappings[index]
         var attributes: [Int32] = []
         if let buildID = module.buildID {
             attributes.append(dictionary.attribute("process.executable.build_id.gnu", OTLPAnyValue(.string(buildID))))
@@ -379,7 +517,7 @@ private struct RequestEncoder {
         }
         // A mapping must carry a build id; without one the frames keep their address only.
         guard !attributes.isEmpty, module.start < module.limit else {
-            mappingIndices[module] = 0
+            mappingIndices[index] = 0
             return 0
         }
         var mapping = OTLPMapping()
@@ -388,9 +526,9 @@ private struct RequestEncoder {
         mapping.fileOffset = module.fileOffset
         mapping.filenameStrindex = dictionary.string(module.path)
         mapping.attributeIndices = attributes
-        let index = dictionary.mapping(mapping)
-        mappingIndices[module] = index
-        return index
+        let result = dictionary.append(mapping)
+        mappingIndices[index] = result
+        return result
     }
 
     private mutating func kernelMappingIndex() -> Int32 {
@@ -404,7 +542,7 @@ private struct RequestEncoder {
         mapping.attributeIndices = [
             dictionary.attribute("process.executable.build_id.gnu", OTLPAnyValue(.string(buildID)))
         ]
-        let index = dictionary.mapping(mapping)
+        let index = dictionary.append(mapping)
         kernelMapping = index
         return index
     }

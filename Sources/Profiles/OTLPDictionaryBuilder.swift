@@ -19,11 +19,21 @@ struct OTLPDictionaryBuilder {
 
     private var strings: [String: Int32] = ["": 0]
     private var attributes: [AttributeKey: Int32] = [:]
-    private var mappings: [OTLPMapping: Int32] = [:]
-    private var functions: [OTLPFunction: Int32] = [:]
-    private var locations: [OTLPLocation: Int32] = [:]
+    private var locations: [LocationKey: Int32] = [:]
+    // For entries that arrive as messages (pprof conversion): interned by the message.
+    private var mappingMessages: [OTLPMapping: Int32] = [:]
+    private var functionMessages: [OTLPFunction: Int32] = [:]
+    private var locationMessages: [OTLPLocation: Int32] = [:]
     private var stacks: [[Int32]: Int32] = [:]
     private var links: [OTLPLink: Int32] = [:]
+
+    /// A location as the request knows it: indices only (the profile interned the rest).
+    private struct LocationKey: Hashable {
+        var address: UInt64
+        var mapping: Int32
+        var function: Int32
+        var attribute: Int32
+    }
 
     private struct AttributeKey: Hashable {
         var key: Int32
@@ -67,19 +77,59 @@ struct OTLPDictionaryBuilder {
         return index
     }
 
-    /// The index of `mapping` in mapping_table (0 for the all-default mapping).
+    /// Appends `mapping` to mapping_table: the caller translates each distinct mapping of
+    /// the profile once, so nothing is looked up.
+    mutating func append(_ mapping: OTLPMapping) -> Int32 {
+        let index = Int32(dictionary.mappingTable.count)
+        dictionary.mappingTable.append(mapping)
+        return index
+    }
+
+    /// Appends a function named by string index `name` (each profile function is
+    /// translated once; its name is unique).
+    mutating func function(name: Int32) -> Int32 {
+        var function = OTLPFunction()
+        function.nameStrindex = name
+        let index = Int32(dictionary.functionTable.count)
+        dictionary.functionTable.append(function)
+        return index
+    }
+
+    /// The index in location_table of the location at `address` in `mapping` (0: none),
+    /// in `function` (0: unsymbolized), with its frame-type attribute. Two profile locations
+    /// that only differed by a mapping without build id come out equal: they share one.
+    mutating func location(address: UInt64, mapping: Int32, function: Int32, attribute: Int32) -> Int32 {
+        let key = LocationKey(address: address, mapping: mapping, function: function, attribute: attribute)
+        if let index = locations[key] { return index }
+        var location = OTLPLocation()
+        location.address = address
+        location.mappingIndex = mapping
+        location.attributeIndices = [attribute]
+        if function != 0 {
+            var line = OTLPLine()
+            line.functionIndex = function
+            location.lines = [line]
+        }
+        let index = Int32(dictionary.locationTable.count)
+        dictionary.locationTable.append(location)
+        locations[key] = index
+        return index
+    }
+
+    /// The index of `mapping` in mapping_table, interned by the whole message (0 for the
+    /// all-default mapping): for entries converted from another format.
     mutating func mapping(_ mapping: OTLPMapping) -> Int32 {
-        Self.intern(mapping, in: &mappings, table: &dictionary.mappingTable)
+        Self.intern(mapping, in: &mappingMessages, table: &dictionary.mappingTable)
     }
 
-    /// The index of `function` in function_table (0 for the all-default function).
+    /// The index of `function` in function_table, interned by the whole message.
     mutating func function(_ function: OTLPFunction) -> Int32 {
-        Self.intern(function, in: &functions, table: &dictionary.functionTable)
+        Self.intern(function, in: &functionMessages, table: &dictionary.functionTable)
     }
 
-    /// The index of `location` in location_table (0 for the all-default location).
+    /// The index of `location` in location_table, interned by the whole message.
     mutating func location(_ location: OTLPLocation) -> Int32 {
-        Self.intern(location, in: &locations, table: &dictionary.locationTable)
+        Self.intern(location, in: &locationMessages, table: &dictionary.locationTable)
     }
 
     /// The index of `link` in link_table (0 means no link).

@@ -66,9 +66,7 @@ public struct PprofEncoder: Sendable {
     /// The profile as the generated pprof message.
     func message(for profile: Profile) -> Perftools_Profiles_Profile {
         var builder = PprofBuilder(period: Int64(clamping: profile.periodNanos))
-        for sample in profile.samples {
-            builder.add(sample)
-        }
+        builder.add(profile.store)
         return builder.finish(profile: profile)
     }
 }
@@ -134,7 +132,6 @@ struct PprofBuilder {
     /// Per mapping id - 1: whether some location in it has no function.
     private var mappingHasUnsymbolized: [Bool] = []
     private var samples: [Perftools_Profiles_Sample] = []
-    private var sampleIndices: [SampleKey: Int] = [:]
 
     private let pidKey: Int64
     private let tidKey: Int64
@@ -149,26 +146,45 @@ struct PprofBuilder {
         processKey = strings.index(of: PprofSchema.Label.process)
     }
 
-    mutating func add(_ sample: SymbolizedSample) {
-        var stack: [UInt64] = []
-        stack.reserveCapacity(sample.frames.count)
-        for frame in sample.frames {
-            stack.append(locationID(for: frame))
+    /// Adds every sample of `store`, translating its tables by index: each location,
+    /// stack and thread once, then one small integer key per sample.
+    mutating func add(_ store: SampleStore) {
+        var locationIDs = [UInt64](repeating: 0, count: store.locations.count)
+        var stackLocationIDs = [[UInt64]?](repeating: nil, count: store.stacks.count)
+        var sampleIndices: [StoreSampleKey: Int] = [:]
+        for record in store.records {
+            let key = StoreSampleKey(
+                process: record.process, tid: record.tid, threadName: record.threadName, stack: record.stack,
+                traceContext: record.traceContext)
+            if let index = sampleIndices[key] {
+                samples[index].value[0] &+= 1
+                samples[index].value[1] &+= period
+                continue
+            }
+            let stackIndex = Int(record.stack)
+            let stack: [UInt64]
+            if let known = stackLocationIDs[stackIndex] {
+                stack = known
+            } else {
+                stack = store.stacks[stackIndex].map { location in
+                    if locationIDs[Int(location)] == 0 {
+                        locationIDs[Int(location)] = locationID(for: store.frame(ofLocation: location))
+                    }
+                    return locationIDs[Int(location)]
+                }
+                stackLocationIDs[stackIndex] = stack
+            }
+            let process = store.processes[Int(record.process)]
+            var entry = Perftools_Profiles_Sample()
+            entry.locationID = stack
+            entry.value = [1, period]
+            entry.label = labels(
+                pid: process.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
+                processName: process.name,
+                traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)])
+            sampleIndices[key] = samples.count
+            samples.append(entry)
         }
-        let key = SampleKey(
-            pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
-            processName: sample.processName, locationIDs: stack, traceContext: sample.traceContext)
-        if let index = sampleIndices[key] {
-            samples[index].value[0] &+= 1
-            samples[index].value[1] &+= period
-            return
-        }
-        var entry = Perftools_Profiles_Sample()
-        entry.locationID = stack
-        entry.value = [1, period]
-        entry.label = labels(for: sample)
-        sampleIndices[key] = samples.count
-        samples.append(entry)
     }
 
     mutating func finish(profile: Profile) -> Perftools_Profiles_Profile {
@@ -269,16 +285,18 @@ struct PprofBuilder {
         return function.id
     }
 
-    private mutating func labels(for sample: SymbolizedSample) -> [Perftools_Profiles_Label] {
+    private mutating func labels(
+        pid: Int32, tid: Int32, threadName: String, processName: String?, traceContext: TraceContext?
+    ) -> [Perftools_Profiles_Label] {
         var labels = [
-            numberLabel(pidKey, Int64(sample.pid)),
-            numberLabel(tidKey, Int64(sample.tid)),
-            stringLabel(threadKey, sample.threadName),
+            numberLabel(pidKey, Int64(pid)),
+            numberLabel(tidKey, Int64(tid)),
+            stringLabel(threadKey, threadName),
         ]
-        if let process = sample.processName {
-            labels.append(stringLabel(processKey, process))
+        if let processName {
+            labels.append(stringLabel(processKey, processName))
         }
-        if let context = sample.traceContext {
+        if let context = traceContext {
             labels.append(stringLabel(strings.index(of: PprofSchema.Label.traceID), hexString(context.traceID)))
             labels.append(stringLabel(strings.index(of: PprofSchema.Label.spanID), hexString(context.spanID)))
             for attribute in context.attributes {
@@ -358,11 +376,11 @@ private struct LocationKey: Hashable {
     var address: UInt64
 }
 
-private struct SampleKey: Hashable {
-    var pid: Int32
+/// A pprof sample is one (process, thread, stack, span): indices into the profile's tables.
+private struct StoreSampleKey: Hashable {
+    var process: Int32
     var tid: Int32
-    var threadName: String
-    var processName: String?
-    var locationIDs: [UInt64]
-    var traceContext: TraceContext?
+    var threadName: Int32
+    var stack: Int32
+    var traceContext: Int32
 }

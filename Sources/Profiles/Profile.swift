@@ -16,7 +16,7 @@ public struct Profile: Sendable {
     /// Samples in the order they were added.
     public var samples: Samples { Samples(store: store) }
     /// Interned storage: each distinct stack and name is kept once, a sample is ~40 bytes.
-    private var store = SampleStore()
+    var store = SampleStore()
     /// Samples that never made it into ``samples``, by reason.
     public private(set) var drops: [DropCount] = []
     /// Free-form notes carried into the encoded profile (pprof comments), such as the
@@ -74,13 +74,16 @@ public struct Profile: Sendable {
     /// Number of distinct stacks among the samples.
     public var distinctStackCount: Int { store.stacks.count }
 
+    /// The frames of a stack interned with ``intern(stack:)``.
+    public func frames(of stack: StackID) -> [Frame] { store.frames(ofStack: Int(stack.index)) }
+
     /// Number of samples dropped, over all reasons.
     public var droppedCount: UInt64 {
         drops.reduce(0) { $0 &+ $1.count }
     }
 
     /// Adds one sample.
-    public mutating func add(_ sample: SymbolizedSample) {
+    public mutating func add(_ sample: Sample) {
         store.add(sample)
     }
 
@@ -152,26 +155,9 @@ public struct Profile: Sendable {
     /// window widens to cover both; comments and process attributes of `other` are added
     /// when new.
     public mutating func append(contentsOf other: Profile) {
-        // Each of `other`'s stacks and names is interned here once, then records are copied
-        // with their indices translated.
-        var stacks: [Int32?] = Array(repeating: nil, count: other.store.stacks.count)
-        let strings = other.store.strings.map { store.intern($0) }
-        let contexts = other.store.traceContexts.map { store.intern($0) }
-        let processes = other.store.processes.map { store.intern($0) }
-        store.records.reserveCapacity(store.records.count + other.store.records.count)
-        for var record in other.store.records {
-            if let known = stacks[Int(record.stack)] {
-                record.stack = known
-            } else {
-                let stack = store.intern(stack: other.store.stacks[Int(record.stack)])
-                stacks[Int(record.stack)] = stack
-                record.stack = stack
-            }
-            record.threadName = strings[Int(record.threadName)]
-            record.process = processes[Int(record.process)]
-            if record.traceContext >= 0 { record.traceContext = contexts[Int(record.traceContext)] }
-            store.records.append(record)
-        }
+        // Each of `other`'s table entries is interned here once, then records are copied with
+        // their indices translated.
+        store.append(other.store)
         for drop in other.drops { recordDrops(drop.count, reason: drop.reason) }
         for comment in other.comments where !comments.contains(comment) { comments.append(comment) }
         let end = max(startTimeNanos &+ durationNanos, other.startTimeNanos &+ other.durationNanos)
@@ -198,39 +184,6 @@ public struct Profile: Sendable {
     }
 }
 
-extension Profile {
-    /// A sample as stored, with its stack as an index into ``storedStacks`` (for encoders
-    /// that translate each distinct stack once).
-    struct StoredSample {
-        var timestampNanos: UInt64
-        var cgroupID: UInt64
-        /// Position of its process in ``processes``.
-        var process: Int
-        var pid: Int32
-        var tid: Int32
-        var stack: Int
-        var threadName: String
-        var processName: String?
-        var traceContext: TraceContext?
-    }
-
-    /// The distinct stacks, indexed by ``StoredSample/stack``.
-    var storedStacks: [[Frame]] { store.stacks }
-
-    /// Calls `body` with every sample in order, without rebuilding frame arrays.
-    func forEachStoredSample(_ body: (StoredSample) throws -> Void) rethrows {
-        for record in store.records {
-            let process = store.processes[Int(record.process)]
-            try body(
-                StoredSample(
-                    timestampNanos: record.timestampNanos, cgroupID: record.cgroupID, process: Int(record.process),
-                    pid: process.pid, tid: record.tid, stack: Int(record.stack),
-                    threadName: store.strings[Int(record.threadName)], processName: process.name,
-                    traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)]))
-        }
-    }
-}
-
 /// How many samples were lost for one reason.
 public struct DropCount: Sendable, Hashable {
     public var reason: String
@@ -243,29 +196,78 @@ public struct DropCount: Sendable, Hashable {
 }
 
 extension Profile {
-    /// The samples of a profile, rebuilt from interned storage on access.
+    /// One sample as the profile holds it, with its stack rebuilt as frames: for readers
+    /// (tests, the top-N table) and for building profiles by hand. Encoders read the tables.
+    public struct Sample: Sendable, Hashable {
+        public var pid: Int32
+        public var tid: Int32
+        public var threadName: String
+        /// Name of the process (the executable's base name), when known.
+        public var processName: String?
+        public var cgroupID: UInt64
+        public var timestampNanos: UInt64
+        /// Leaf first, kernel frames before user frames.
+        public var frames: [Frame]
+        /// The span the thread was running when sampled, when the process publishes one.
+        public var traceContext: TraceContext?
+
+        public init(
+            pid: Int32, tid: Int32, threadName: String, processName: String?, cgroupID: UInt64,
+            timestampNanos: UInt64, frames: [Frame], traceContext: TraceContext? = nil
+        ) {
+            self.pid = pid
+            self.tid = tid
+            self.threadName = threadName
+            self.processName = processName
+            self.cgroupID = cgroupID
+            self.timestampNanos = timestampNanos
+            self.frames = frames
+            self.traceContext = traceContext
+        }
+    }
+
+    /// The samples of a profile, rebuilt from the tables on access.
     public struct Samples: RandomAccessCollection, Sendable {
         fileprivate let store: SampleStore
 
         public var startIndex: Int { 0 }
         public var endIndex: Int { store.records.count }
 
-        public subscript(position: Int) -> SymbolizedSample {
+        public subscript(position: Int) -> Sample {
             let record = store.records[position]
             let process = store.processes[Int(record.process)]
-            return SymbolizedSample(
+            return Sample(
                 pid: process.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
-                processName: process.name,
-                cgroupID: record.cgroupID, timestampNanos: record.timestampNanos,
-                frames: store.stacks[Int(record.stack)],
+                processName: process.name, cgroupID: record.cgroupID, timestampNanos: record.timestampNanos,
+                frames: store.frames(ofStack: Int(record.stack)),
                 traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)])
         }
     }
+
+    /// A code location: an address, the mapping it lies in and the function it belongs to
+    /// (indices into ``mappings`` and ``functionNames``, -1 for none).
+    public struct Location: Sendable, Hashable {
+        public var kind: FrameKind
+        public var address: UInt64
+        public var mapping: Int32
+        public var function: Int32
+    }
+
+    /// Function names, each once (a function is its name).
+    public var functionNames: [String] { store.functions }
+    /// The files frames were in, each once.
+    public var mappings: [Module] { store.mappings }
+    /// The distinct locations, each once.
+    public var locations: [Location] { store.locations }
+    /// The distinct stacks as location indices, leaf first.
+    public var stacks: [[Int32]] { store.stacks }
 }
 
-/// Samples with their stacks and names interned: a long recording repeats the same few
-/// thousand stacks, so memory grows by one small record per sample.
-private struct SampleStore: Sendable {
+/// Samples and what they refer to, each interned once when it is added (at symbolization
+/// time), in the shape of the encoders' dictionaries: functions, mappings, locations and
+/// stacks are tables of plain values, and a sample is a small record of indices. Encoders
+/// translate indices; nothing is hashed again per sample.
+struct SampleStore: Sendable {
     struct Record: Sendable {
         var timestampNanos: UInt64
         var cgroupID: UInt64
@@ -279,20 +281,26 @@ private struct SampleStore: Sendable {
     var records: [Record] = []
     var processes: [ProcessDescription] = []
     var processIndex: [ProcessDescription: Int32] = [:]
-    var stacks: [[Frame]] = []
-    var stackIndex: [[Frame]: Int32] = [:]
+    var functions: [String] = []
+    var functionIndex: [String: Int32] = [:]
+    var mappings: [Module] = []
+    var mappingIndex: [Module: Int32] = [:]
+    var locations: [Profile.Location] = []
+    var locationIndex: [Profile.Location: Int32] = [:]
+    var stacks: [[Int32]] = []
+    var stackIndex: [[Int32]: Int32] = [:]
     var strings: [String] = []
     var stringIndex: [String: Int32] = [:]
     /// Distinct trace contexts: a span's samples share one.
     var traceContexts: [TraceContext] = []
     var traceContextIndex: [TraceContext: Int32] = [:]
 
-    mutating func add(_ sample: SymbolizedSample) {
+    mutating func add(_ sample: Profile.Sample) {
         add(
             stack: intern(stack: sample.frames),
-            process: intern(ProcessDescription(pid: sample.pid, name: sample.processName)),
-            tid: sample.tid, threadName: sample.threadName, cgroupID: sample.cgroupID,
-            timestampNanos: sample.timestampNanos, traceContext: sample.traceContext)
+            process: intern(ProcessDescription(pid: sample.pid, name: sample.processName)), tid: sample.tid,
+            threadName: sample.threadName, cgroupID: sample.cgroupID, timestampNanos: sample.timestampNanos,
+            traceContext: sample.traceContext)
     }
 
     mutating func add(
@@ -315,16 +323,74 @@ private struct SampleStore: Sendable {
         Self.intern(context, in: &traceContexts, index: &traceContextIndex)
     }
 
-    mutating func intern(stack: [Frame]) -> Int32 {
-        Self.intern(stack, in: &stacks, index: &stackIndex)
-    }
-
     mutating func intern(_ string: String) -> Int32 {
         Self.intern(string, in: &strings, index: &stringIndex)
     }
 
+    /// Interns each frame's function, mapping and location, then the stack of locations.
+    mutating func intern(stack frames: [Frame]) -> Int32 {
+        var locationIndices: [Int32] = []
+        locationIndices.reserveCapacity(frames.count)
+        var lastModule: (module: Module, index: Int32)?
+        for frame in frames {
+            var mapping: Int32 = -1
+            if let module = frame.module {
+                // Consecutive frames mostly lie in one file: compare before hashing.
+                if let last = lastModule, last.module == module {
+                    mapping = last.index
+                } else {
+                    mapping = Self.intern(module, in: &mappings, index: &mappingIndex)
+                    lastModule = (module, mapping)
+                }
+            }
+            let function = frame.function.map { Self.intern($0, in: &functions, index: &functionIndex) } ?? -1
+            let location = Profile.Location(
+                kind: frame.kind, address: frame.address, mapping: mapping, function: function)
+            locationIndices.append(Self.intern(location, in: &locations, index: &locationIndex))
+        }
+        return Self.intern(locationIndices, in: &stacks, index: &stackIndex)
+    }
+
+    func frame(ofLocation index: Int32) -> Frame {
+        let location = locations[Int(index)]
+        return Frame(
+            kind: location.kind, address: location.address,
+            function: location.function < 0 ? nil : functions[Int(location.function)],
+            module: location.mapping < 0 ? nil : mappings[Int(location.mapping)])
+    }
+
+    func frames(ofStack index: Int) -> [Frame] {
+        stacks[index].map { frame(ofLocation: $0) }
+    }
+
+    /// Adds `other`'s samples, translating each of its table entries once.
+    mutating func append(_ other: SampleStore) {
+        let functions = other.functions.map { Self.intern($0, in: &self.functions, index: &functionIndex) }
+        let mappings = other.mappings.map { Self.intern($0, in: &self.mappings, index: &mappingIndex) }
+        let locations = other.locations.map { location -> Int32 in
+            var translated = location
+            if translated.function >= 0 { translated.function = functions[Int(location.function)] }
+            if translated.mapping >= 0 { translated.mapping = mappings[Int(location.mapping)] }
+            return Self.intern(translated, in: &self.locations, index: &locationIndex)
+        }
+        let stacks = other.stacks.map { stack in
+            Self.intern(stack.map { locations[Int($0)] }, in: &self.stacks, index: &stackIndex)
+        }
+        let strings = other.strings.map { intern($0) }
+        let contexts = other.traceContexts.map { intern($0) }
+        let processes = other.processes.map { intern($0) }
+        records.reserveCapacity(records.count + other.records.count)
+        for var record in other.records {
+            record.stack = stacks[Int(record.stack)]
+            record.threadName = strings[Int(record.threadName)]
+            record.process = processes[Int(record.process)]
+            if record.traceContext >= 0 { record.traceContext = contexts[Int(record.traceContext)] }
+            records.append(record)
+        }
+    }
+
     /// The position of `value` in `values`, appended the first time it is seen.
-    private static func intern<Value: Hashable>(_ value: Value, in values: inout [Value], index: inout [Value: Int32])
+    static func intern<Value: Hashable>(_ value: Value, in values: inout [Value], index: inout [Value: Int32])
         -> Int32
     {
         if let known = index[value] { return known }

@@ -181,7 +181,7 @@ private struct Tally {
     private var indices: [Key: Int] = [:]
     private var sampleNumber = 0
 
-    mutating func add(_ sample: SymbolizedSample) {
+    mutating func add(_ sample: Profile.Sample) {
         defer { sampleNumber += 1 }
         for (depth, frame) in sample.frames.enumerated() {
             let index = entryIndex(for: frame)

@@ -49,7 +49,7 @@ public struct SymbolizerStatistics: Sendable, Hashable {
     public init() {}
 }
 
-/// The stage that turns ``StackSample`` values into ``SymbolizedSample`` values.
+/// The stage that turns a ``StackSample``'s addresses into frames (``SymbolizedStack``).
 ///
 /// It keeps no state per process: each process's executable mappings and name come from a
 /// ``ProcessImageSource`` (the agent's process table), which keeps them after the process
@@ -126,7 +126,7 @@ public final class Symbolizer {
     }
 
     /// Symbolizes one sample: kernel frames first (leaf first), then user frames (leaf first).
-    public func symbolize(_ sample: StackSample) -> SymbolizedSample {
+    public func symbolize(_ sample: StackSample) -> SymbolizedStack {
         clock &+= 1
         var frames: [Frame] = []
         frames.reserveCapacity(sample.kernelStack.count + sample.userStack.count)
@@ -155,10 +155,7 @@ public final class Symbolizer {
                 }
             }
         }
-        return SymbolizedSample(
-            pid: sample.pid, tid: sample.tid, threadName: sample.threadName,
-            processName: processName, cgroupID: sample.cgroupID,
-            timestampNanos: sample.timestampNanos, frames: frames)
+        return SymbolizedStack(frames: frames, processName: processName)
     }
 
     /// Counters and cache sizes.
@@ -452,5 +449,17 @@ final class LoadedFile {
         if names.count >= Self.maximumCachedNames { names.removeAll(keepingCapacity: true) }
         names[index] = name
         return name
+    }
+}
+
+/// What symbolizing one sample gives: its frames (kernel frames first, each stack leaf
+/// first) and the name of its process, when known.
+public struct SymbolizedStack: Sendable, Hashable {
+    public var frames: [Frame]
+    public var processName: String?
+
+    public init(frames: [Frame], processName: String?) {
+        self.frames = frames
+        self.processName = processName
     }
 }

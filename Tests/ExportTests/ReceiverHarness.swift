@@ -40,7 +40,7 @@ enum TestRequests {
         for index in 0..<samples {
             let tid = Int32(101 + index % 3)
             profile.add(
-                SymbolizedSample(
+                Profile.Sample(
                     pid: ProfilesSyntheticStacks.pid, tid: tid, threadName: "worker-\(tid)",
                     processName: ProfilesSyntheticStacks.processName, cgroupID: 1,
                     timestampNanos: start + UInt64(index) * 10_000_000, frames: stacks[index % stacks.count]))

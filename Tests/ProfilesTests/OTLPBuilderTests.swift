@@ -9,7 +9,7 @@ import Testing
 @Suite struct OTLPBuilderTests {
     static let start: UInt64 = 1_700_000_000_000_000_000
 
-    static func profile(_ samples: [SymbolizedSample], frequency: UInt64 = 99) -> Profile {
+    static func profile(_ samples: [Profile.Sample], frequency: UInt64 = 99) -> Profile {
         var profile = Profile(startTimeNanos: start, durationNanos: 10_000_000_000, frequencyHz: frequency)
         for sample in samples { profile.add(sample) }
         return profile
@@ -72,7 +72,7 @@ import Testing
         return output
     }
 
-    static func expected(_ samples: [SymbolizedSample]) -> [ResolvedSample] {
+    static func expected(_ samples: [Profile.Sample]) -> [ResolvedSample] {
         samples.map { sample in
             ResolvedSample(
                 pid: Int64(sample.pid), tid: Int64(sample.tid), thread: sample.threadName,
@@ -111,7 +111,7 @@ import Testing
 
     @Test func tablesHoldNoDuplicates() throws {
         // 30 rounds of the same stacks: tables must not grow with the sample count.
-        var samples: [SymbolizedSample] = []
+        var samples: [Profile.Sample] = []
         for round in 0..<30 {
             for var sample in ProfilesSyntheticStacks.mixed {
                 sample.timestampNanos += UInt64(round) * 1_000_000_000
@@ -290,7 +290,7 @@ import Testing
 
     @Test func largeProfilesAreSplitBelowTheLimitWithoutLosingSamples() throws {
         // 40 processes with distinct stacks; a 16 KiB limit forces several requests.
-        var samples: [SymbolizedSample] = []
+        var samples: [Profile.Sample] = []
         for pid in 1...40 {
             for var sample in ProfilesSyntheticStacks.mixed.prefix(60) {
                 sample.pid = Int32(pid)
@@ -328,6 +328,21 @@ import Testing
         }
         #expect(Self.sorted(resolved) == Self.sorted(Self.expected(samples)))
         #expect(requests.map(\.sampleCount).reduce(0, +) == samples.count)
+
+        // Split before encoding: each batch the estimate makes encodes within the limit, so
+        // no request is encoded twice; and the estimate is an upper bound of the real size.
+        let profile = Self.profile(samples)
+        let batches = OTLPBuilder.batches(of: OTLPBuilder.groupByProcess(profile), in: profile, limit: limit)
+        #expect(batches.count == requests.count)
+        var estimator = SizeEstimator(store: profile.store)
+        for batch in batches {
+            let bytes = try OTLPBuilder.encoded(Self.builder().request(for: profile, groups: batch[...])).bytes.count
+            #expect(bytes <= limit)
+            for group in batch {
+                let alone = try OTLPBuilder.encoded(Self.builder().request(for: profile, groups: [group][...]))
+                #expect(alone.bytes.count <= estimator.bytes(of: group.records))
+            }
+        }
     }
 
     /// The official decoder and the conformance checker (every rule of the spec) accept what

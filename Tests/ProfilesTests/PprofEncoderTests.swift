@@ -9,7 +9,7 @@ import Testing
 @Suite struct PprofEncoderTests {
     static let start: UInt64 = 1_700_000_000_123_456_789
 
-    static func profile(_ samples: [SymbolizedSample]) -> Profile {
+    static func profile(_ samples: [Profile.Sample]) -> Profile {
         var profile = Profile(startTimeNanos: start, durationNanos: 5_000_000_000, frequencyHz: 99)
         for sample in samples {
             profile.add(sample)

@@ -5,7 +5,7 @@ import Testing
 @testable import Profiles
 
 @Suite struct TopFunctionsTests {
-    static func profile(_ samples: [SymbolizedSample]) -> Profile {
+    static func profile(_ samples: [Profile.Sample]) -> Profile {
         var profile = Profile(startTimeNanos: 0, frequencyHz: 99)
         for sample in samples {
             profile.add(sample)

@@ -17,12 +17,12 @@ import Testing
         attributes: [Attribute("http.route", .string("/cart"))])!
 
     /// The same stack and thread, inside span A (3 samples), span B (2) and no span (2).
-    static func samples() -> [SymbolizedSample] {
+    static func samples() -> [Profile.Sample] {
         let frames = [Frame(kind: .native, address: 0x1000, function: "work", module: nil)]
-        var samples: [SymbolizedSample] = []
+        var samples: [Profile.Sample] = []
         for (index, context) in [spanA, spanA, spanB, nil, spanA, spanB, nil].enumerated() {
             samples.append(
-                SymbolizedSample(
+                Profile.Sample(
                     pid: 7, tid: 8, threadName: "worker", processName: "app", cgroupID: 1,
                     timestampNanos: OTLPBuilderTests.start + UInt64(index) * 1_000_000, frames: frames,
                     traceContext: context))

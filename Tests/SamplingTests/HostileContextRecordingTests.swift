@@ -113,7 +113,7 @@ import Testing
         let growth = Self.residentBytes() - residentBefore
         #expect(growth < 256 << 20, "resident memory grew by \(growth >> 20) MiB")
         let profile = result.profile
-        var samplesByPid: [Int32: [SymbolizedSample]] = [:]
+        var samplesByPid: [Int32: [Profile.Sample]] = [:]
         for sample in profile.samples { samplesByPid[sample.pid, default: []].append(sample) }
 
         // The well-behaved service keeps its spans. Its variable is handed to BPF when its

@@ -25,7 +25,7 @@ import Testing
 
     static func observations(_ profile: Profile) -> [Observation] { observations(profile.samples) }
 
-    static func observations(_ samples: some Sequence<SymbolizedSample>) -> [Observation] {
+    static func observations(_ samples: some Sequence<Profile.Sample>) -> [Observation] {
         samples.compactMap { sample in
             // Demangled Swift names: `span_demo.spanAWork(Swift.Int, inout Swift.UInt64) -> ()`.
             guard

@@ -168,7 +168,7 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         try expectFrames(symbolizer.symbolize(sample(pid: target.pid, user: stack)), stack: stack, program: program)
     }
 
-    func expectFrames(_ symbolized: SymbolizedSample, stack: [UInt64], program: TargetProgram) throws {
+    func expectFrames(_ symbolized: SymbolizedStack, stack: [UInt64], program: TargetProgram) throws {
         try #require(symbolized.frames.count == 3)
         #expect(symbolized.frames.map(\.address) == stack)
         #expect(symbolized.frames.allSatisfy { $0.kind == .native })

@@ -1,4 +1,5 @@
 public import NodeprofCore
+public import Profiles
 
 /// Symbolized samples with known stacks, for tests of profiles and their encoders.
 ///
@@ -42,13 +43,13 @@ public enum ProfilesSyntheticStacks {
         kernel(0xffff_ffff_8110_0030, "do_syscall_64"),
     ]
 
-    public static var basic: [SymbolizedSample] {
+    public static var basic: [Profile.Sample] {
         repeated(200, tid: 101, thread: "worker-a", [leafA, workA, main])
             + repeated(
                 100, tid: 102, thread: "worker-b", [leafB, unsymbolizedCallback, workB, main])
     }
 
-    public static var mixed: [SymbolizedSample] {
+    public static var mixed: [Profile.Sample] {
         basic
             + repeated(40, tid: 102, thread: "worker-b", kernelStack + [write, workB, main])
             + repeated(20, tid: 101, thread: "worker-a", [unsymbolizedLeaf, workA, main])
@@ -57,9 +58,9 @@ public enum ProfilesSyntheticStacks {
 
     public static func repeated(
         _ count: Int, tid: Int32, thread: String, _ frames: [Frame]
-    ) -> [SymbolizedSample] {
+    ) -> [Profile.Sample] {
         (0..<count).map { index in
-            SymbolizedSample(
+            Profile.Sample(
                 pid: pid, tid: tid, threadName: thread, processName: processName, cgroupID: 1,
                 timestampNanos: 1_700_000_000_000_000_000 + UInt64(index) * 10_000_000,
                 frames: frames)
