@@ -25,7 +25,7 @@ BENCH = os.path.join(BIN, "nodeprof-bench")
 QUICK = "--quick" in sys.argv
 # Sections 1 to 7 share their load and the header's run figures: they run together.
 CORE_SECTIONS = set(range(1, 8))
-TRACE_SECTIONS = {8, 9, 10}
+TRACE_SECTIONS = {8, 9, 10, 11}
 
 
 def selected_sections(argv):
@@ -45,7 +45,7 @@ def selected_sections(argv):
             sys.exit(f"bench: --only {argv[at + 1]}: not a list of section numbers")
         unknown = numbers - CORE_SECTIONS - TRACE_SECTIONS
         if unknown:
-            sys.exit(f"bench: --only: no section {min(unknown)} (sections are 1 to 10)")
+            sys.exit(f"bench: --only: no section {min(unknown)} (sections are 1 to 11)")
         chosen |= numbers
     return chosen | CORE_SECTIONS if chosen & CORE_SECTIONS else chosen
 
@@ -1083,6 +1083,8 @@ def run_trace_sections(results, work):
         results["writer"]["command"] = " ".join(cmd)
     if 10 in SELECTED:
         results["context_read"] = context_read(work)
+    if 11 in SELECTED:
+        results["pipeline"] = pipeline(work)
 
 
 def compile_c(argv):
@@ -1227,6 +1229,8 @@ def trace_markdown(r):
         lines += writer_section(r["writer"], r["load_before_writer"], own)
     if "context_read" in r:
         lines += context_read_section(r["context_read"], own)
+    if "pipeline" in r:
+        lines += pipeline_section(r["pipeline"], own)
     return lines
 
 
@@ -1456,6 +1460,197 @@ def context_read_section(c, own):
         f"afterwards); `{show(c['command'])}`.",
         "",
     ]
+
+
+# 11. The pipeline against the previous one (the process table, index-only encoders): the same
+# commands run with this tree's release build and with BASELINE_REV's, built by build_baseline.
+BASELINE_REV = os.environ.get("BENCH_BASELINE_REV", "675ab35")
+BASELINE_DIR = os.path.join(ROOT, ".build-baseline")
+PIPELINE = {"spawned": 20, "record_seconds": 8, "agent_seconds": 10} if QUICK else \
+    {"spawned": 40, "record_seconds": 10, "agent_seconds": 30}
+
+
+def build_baseline():
+    """Release nodeprof and nodeprof-bench of BASELINE_REV (a detached worktree), once."""
+    src = os.path.join(BASELINE_DIR, "src")
+    if not os.path.isdir(src):
+        subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", src, BASELINE_REV], check=True,
+                       stdout=subprocess.DEVNULL)
+    else:
+        subprocess.run(["git", "-C", src, "checkout", "--detach", BASELINE_REV], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scratch = os.path.join(BASELINE_DIR, "build")
+    for product in ("nodeprof", "nodeprof-bench"):
+        subprocess.run(["swift", "build", "-c", "release", "--scratch-path", scratch, "--product", product],
+                       cwd=src, check=True, stdout=subprocess.DEVNULL)
+    revision = subprocess.run(["git", "-C", src, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+                              text=True, check=True).stdout.strip()
+    return os.path.join(scratch, "release"), revision
+
+
+PROC_FILE = re.compile(r'(?:openat\(AT_FDCWD, |readlinkat\(AT_FDCWD, |readlink\()"/proc/(\d+)/([^/"]+)')
+
+
+def proc_reads(nodeprof, work, label, spawner):
+    """Files of /proc/PID read per new process while `nodeprof record` samples the machine and
+    `spawner` starts processes (half publish a context announcing thread context)."""
+    log = os.path.join(work, f"strace-{label}.log")
+    cmd = ["strace", "-f", "-qq", "-e", "trace=openat,readlink,readlinkat", "-o", log, nodeprof, "record",
+           "--duration", f"{PIPELINE['record_seconds']}s", "--frequency", "99", "--top", "0",
+           "--output", os.path.join(work, f"{label}.pb.gz")]
+    recording = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(2)  # the sampler is loaded
+    spawned = subprocess.run([spawner, str(PIPELINE["spawned"])], stdout=subprocess.PIPE, text=True, check=True)
+    recording.wait()
+    kinds = {}
+    for line in spawned.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            kinds[parts[0]] = parts[1]
+    counts = {kind: {} for kind in ("publisher", "plain")}
+    seen = {kind: set() for kind in counts}
+    with open(log) as f:
+        for line in f:
+            match = PROC_FILE.search(line)
+            if not match or match.group(1) not in kinds:
+                continue
+            pid, name = match.group(1), match.group(2)
+            kind = kinds[pid]
+            seen[kind].add(pid)
+            counts[kind][name] = counts[kind].get(name, 0) + 1
+    result = {}
+    for kind in counts:
+        n = len(seen[kind])
+        result[kind] = {"processes": n, "started": sum(1 for k in kinds.values() if k == kind),
+                        "per_process": {name: count / n for name, count in sorted(counts[kind].items())} if n else {}}
+    result["command"] = " ".join(cmd[:7] + ["..."] + cmd[7:])
+    return result
+
+
+def encode_cost(bench, work, label):
+    """OTLP and pprof encode times of the synthetic node, and heap allocations per encode of both."""
+    cmd = [bench, "otlp-encode", "--source", "synthetic", "--seconds", "60", "--frequency", "99",
+           "--processes", "200", "--cpus", "16", "--repeats", str(ENCODE_REPEATS)]
+    out = json.loads(run_measured(cmd)[4])
+    shim = os.path.join(work, "alloc-count.so")
+    if not os.path.exists(shim):
+        compile_c(["cc", "-shared", "-fPIC", "-O2", "-o", shim,
+                   os.path.join(ROOT, "hack", "bench-support", "alloc-count.c")])
+    allocations = []
+    for repeats in (1, 3):
+        counted = os.path.join(work, f"allocations-{label}-{repeats}")
+        env = dict(os.environ, LD_PRELOAD=shim, ALLOC_COUNT_FILE=counted)
+        subprocess.run(cmd[:-1] + [str(repeats)], env=env, stdout=subprocess.DEVNULL, check=True)
+        with open(counted) as f:
+            allocations.append(int(f.read()))
+    per_repeat = (allocations[1] - allocations[0]) / 2
+    return {"command": " ".join(cmd), "samples": out["samples"], "otlp_encode_ms": out["otlp"]["encode_ms"],
+            "pprof_serialize_ms": out["pprof"]["serialize_ms"], "otlp_raw_bytes": out["otlp"]["raw_bytes"],
+            "otlp_gzip_bytes": out["otlp"]["gzip_bytes"], "requests": out["otlp"]["requests"],
+            "allocations_per_repeat": per_repeat, "allocations_per_sample": per_repeat / out["samples"]}
+
+
+def cpu_at_19hz(argv):
+    """CPU (% of one core) and peak RSS of argv on the loaded machine."""
+    wall, user, sys_, _, _ = run_measured(argv)
+    return {"command": " ".join(argv), "wall": wall, "user": user, "sys": sys_,
+            "cpu_pct": 100 * (user + sys_) / wall, "rss_kib": measure_rss(argv)}
+
+
+def pipeline(work):
+    """Section 11."""
+    binaries, revision = build_baseline()
+    before = {"nodeprof": os.path.join(binaries, "nodeprof"), "bench": os.path.join(binaries, "nodeprof-bench")}
+    source = os.path.join(ROOT, "hack", "bench-support", "spawn-processes.c")
+    spawner = os.path.join(work, "spawn-processes")
+    compiled = compile_c(["cc", "-O1", "-mtls-dialect=gnu2", f"-I{WRITER_INCLUDE}", "-o", spawner, source, WRITER_C])
+    r = {"baseline": revision, "load": os.getloadavg(), "spawner": compiled}
+    r["reads_before"] = proc_reads(before["nodeprof"], work, "before", spawner)
+    r["reads_after"] = proc_reads(NODEPROF, work, "after", spawner)
+    r["encode_before"] = encode_cost(before["bench"], work, "before")
+    r["encode_after"] = encode_cost(BENCH, work, "after")
+    seconds = PIPELINE["agent_seconds"]
+    burners = start_burners(work, os.cpu_count() or 2)
+    try:
+        time.sleep(1)
+        record = ["record", "--duration", f"{seconds}s", "--frequency", "19", "--top", "0", "--output"]
+        r["cpu_before"] = cpu_at_19hz([before["nodeprof"]] + record + [os.path.join(work, "b19.pb.gz")])
+        r["cpu_after"] = cpu_at_19hz([NODEPROF] + record + [os.path.join(work, "a19.pb.gz")])
+        r["cpu_perf"] = cpu_at_19hz(["perf", "record", "-F", "19", "-a", "-g", "-q", "-o",
+                                     os.path.join(work, "perf19.data"), "--", "sleep", str(seconds)])
+        r["cpu_bpftrace"] = cpu_at_19hz(
+            ["bpftrace", "-q", "-e",
+             f"profile:hz:19 {{ @[kstack, ustack, comm] = count(); }} interval:s:{seconds} {{ exit(); }}"])
+    finally:
+        stop(burners)
+    return r
+
+
+def pipeline_section(p, own):
+    b, a = p["encode_before"], p["encode_after"]
+    lines = ["## 11. The pipeline against the previous one: /proc reads, encoding, CPU at 19 Hz", ""] + own + [
+        f"The same commands, in one run, with this tree's release build (**after**) and with the release build "
+        f"of `{p['baseline']}` (**before**: five places each reading /proc per process, encoders that re-key "
+        "the profile and hash protobuf messages), built by `hack/bench` in `.build-baseline/`.",
+        "",
+        f"**/proc reads per new process.** `nodeprof record` of the whole machine at 99 Hz under "
+        f"`strace -f -e trace=openat,readlink,readlinkat` while `hack/bench-support/spawn-processes.c` starts "
+        f"{PIPELINE['spawned']} processes 100 ms apart (each burns 400 ms; every other one first publishes a "
+        "process context announcing thread context with the writer library). Files of `/proc/PID/` opened "
+        "or read as links, per sampled new process:",
+        "",
+        "| build | processes | maps | exe | stat | comm | cgroup | other |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, reads in (("before", p["reads_before"]), ("after", p["reads_after"])):
+        for kind in ("publisher", "plain"):
+            x = reads[kind]
+            per = x["per_process"]
+            other = sum(v for k, v in per.items() if k not in ("maps", "exe", "stat", "comm", "cgroup"))
+            lines.append(f"| {label} | {x['processes']} of {x['started']} {kind}s | {per.get('maps', 0):.2f} | "
+                         f"{per.get('exe', 0):.2f} | {per.get('stat', 0):.2f} | {per.get('comm', 0):.2f} | "
+                         f"{per.get('cgroup', 0):.2f} | {other:.2f} |")
+    after_pub = p["reads_after"]["publisher"]["per_process"]
+    lines += ["",
+              f"Target (one maps read, one readlink): publishers after: {after_pub.get('maps', 0):.2f} maps, "
+              f"{after_pub.get('exe', 0):.2f} exe. `other` is the modules' ELF files reached through "
+              "`/proc/PID/root/...` (the symbolizer and the TLS locator, once per file, not per process) and "
+              "`map_files`. `record` finds no containers; the agent adds a `/proc/PID/cgroup` read per new cgroup, "
+              "not per process.",
+              "",
+              f"**Encoding** (section 4's synthetic node: {a['samples']:,} samples, 200 processes; median of "
+              f"{ENCODE_REPEATS} runs; allocations: heap allocation calls counted by "
+              "`hack/bench-support/alloc-count.c` preloaded, a run of 3 encodes less a run of 1, halved: both "
+              "encoders and their gzip):",
+              "",
+              "| build | OTLP builder | per sample | pprof serialize | allocations per encode (OTLP + pprof) | per sample |",
+              "|---|---|---|---|---|---|"]
+    for label, x in (("before", b), ("after", a)):
+        lines.append(f"| {label} | {x['otlp_encode_ms']:.1f} ms | {1000 * x['otlp_encode_ms'] / x['samples']:.2f} us | "
+                     f"{x['pprof_serialize_ms']:.1f} ms | {x['allocations_per_repeat']:,.0f} | "
+                     f"{x['allocations_per_sample']:.1f} |")
+    speed = b["otlp_encode_ms"] / a["otlp_encode_ms"]
+    allocs = b["allocations_per_repeat"] / max(1, a["allocations_per_repeat"])
+    lines += ["",
+              f"Target (at least 2x cheaper): OTLP builder {speed:.1f}x faster "
+              f"({'met' if speed >= 2 else '**missed**'}); allocations {allocs:.1f}x fewer. "
+              f"Output: {b['otlp_raw_bytes']:,} raw bytes before, {a['otlp_raw_bytes']:,} after "
+              f"({a['requests']} request{'s' if a['requests'] != 1 else ''}).",
+              f"Command: `{a['command']}`.",
+              "",
+              f"**CPU and memory at 19 Hz on the loaded machine** (one burner per CPU; "
+              f"{PIPELINE['agent_seconds']} s each; user + system time over wall time, peak RSS of a run alone):",
+              "",
+              "| tool | CPU (% of one core) | peak RSS |",
+              "|---|---|---|"]
+    for name, key in (("nodeprof record, before", "cpu_before"), ("nodeprof record, after", "cpu_after"),
+                      ("perf record -F 19 -a -g", "cpu_perf"), ("bpftrace profile:hz:19 (kstack, ustack, comm)",
+                                                                "cpu_bpftrace")):
+        x = p[key]
+        lines.append(f"| {name} | {x['cpu_pct']:.2f}% | {x['rss_kib'] / 1024:.1f} MiB |")
+    lines += ["", "Commands: " + "; ".join(f"`{p[k]['command']}`" for k in ("cpu_after", "cpu_perf", "cpu_bpftrace"))
+              + ".", ""]
+    return lines
 
 
 if __name__ == "__main__":

@@ -77,6 +77,9 @@ public struct ProcessTableStatistics: Sendable, Hashable {
     public var contextChanges = 0
     /// Times every entry was dropped because the kernel lost process events.
     public var resynchronizations = 0
+    /// Samples of a process taken after its exit was reported (in the kernel's exit path):
+    /// they keep the pid but get no entry.
+    public var samplesAfterExit = 0
     /// Process and thread context read so far.
     public var contexts = ProcessContextStatistics()
     /// The cgroup id cache (``CgroupAttribution``).
@@ -168,6 +171,9 @@ public final class ProcessTable: ProcessImageSource {
     /// Schema versions whose span records this table decodes.
     public static let threadSchemas: Set<String> = ["tlsdesc_v1_dev", "tls_v1"]
     static let maximumUnreadable = 65_536
+    /// How long after its exit a pid gets no new entry (unless it execs): pids are not
+    /// reused this soon (pid_max is 4,194,304 on 64-bit).
+    static let exitedNanos: UInt64 = 1_000_000_000
 
     public var configuration: Configuration
     private let reader: ProcessContextReader
@@ -177,6 +183,9 @@ public final class ProcessTable: ProcessImageSource {
     private var cgroups: CgroupAttribution?
     private var entries: [Int32: ProcessEntry] = [:]
     private var unreadable: [Int32: UInt64] = [:]
+    /// Pids whose exit was reported, and when: a sample the kernel took while the process
+    /// was already exiting (in do_exit, after the event) must not bring back an entry.
+    private var exited: [Int32: UInt64] = [:]
     private var counts = ProcessTableStatistics()
     private var clock: UInt64 = 0
     private var nextVersion: UInt64 = 1
@@ -277,10 +286,13 @@ public final class ProcessTable: ProcessImageSource {
             counts.execEvents += 1
             if remove(pid: event.pid) { counts.evictedOnExec += 1 }
             unreadable[event.pid] = nil
+            exited[event.pid] = nil
         case .exit:
             counts.exitEvents += 1
             if remove(pid: event.pid) { counts.evictedOnExit += 1 }
             unreadable[event.pid] = nil
+            if exited.count >= Self.maximumUnreadable { exited.removeAll(keepingCapacity: true) }
+            exited[event.pid] = monotonicNanoseconds()
         case .contextPublished:
             counts.contextEvents += 1
             guard var entry = entries[event.pid] else { return }  // read on its first sample
@@ -336,6 +348,13 @@ public final class ProcessTable: ProcessImageSource {
 
     private func add(pid: Int32, cgroupID: UInt64) -> ProcessEntry? {
         let now = monotonicNanoseconds()
+        if let exitedAt = exited[pid] {
+            guard now &- exitedAt >= Self.exitedNanos else {
+                counts.samplesAfterExit += 1
+                return nil
+            }
+            exited[pid] = nil
+        }
         if let failedAt = unreadable[pid], now &- failedAt < configuration.unreadableRetryNanos { return nil }
         guard let maps = readMaps(pid: pid) else {
             counts.processesUnreadable += 1

@@ -84,7 +84,7 @@ let burnCPU = #"["/usr/bin/nice", "-n", "19", "/bin/sh", "-c", "while :; do :; d
 
 /// The simulated node end to end: three pods of different owners, each burning CPU in its
 /// own kubelet-shaped cgroup, `nodeprof agent` exporting to the OTLP receiver.
-@Suite(.serialized) struct AgentEndToEndTests {
+@Suite(.serialized, .machineExclusive) struct AgentEndToEndTests {
     struct ExpectedPod {
         var created: FakeNode.CreatedPod
         var name: String

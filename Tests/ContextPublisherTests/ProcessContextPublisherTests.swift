@@ -2,6 +2,7 @@ import CContextPublisher
 import ContextPublisher
 import NodeprofCore
 import ProcessContext
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -56,7 +57,7 @@ private func payloadBytes(_ header: Header) -> [UInt8] {
 }
 
 /// One process context per process: these tests run one at a time.
-@Suite(.serialized) struct ProcessContextPublisherTests {
+@Suite(.serialized, .machineExclusive) struct ProcessContextPublisherTests {
     @Test func publishCreatesTheMappingWithHeaderAndPayload() throws {
         ProcessContextPublisher.unpublish()
         #expect(try findMapping() == nil)

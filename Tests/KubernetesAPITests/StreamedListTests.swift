@@ -108,7 +108,7 @@ import Testing
 
 /// A LIST of 5,000 pods through the real client: every pod arrives once, and the client's
 /// memory does not grow with the list.
-@Suite(.serialized) struct StreamedListIntegrationTests {
+@Suite(.serialized, .machineExclusive) struct StreamedListIntegrationTests {
     static func pod(_ index: Int, blob: String) -> String {
         let name = "pod-\(index)"
         return

@@ -4,7 +4,7 @@ import Testing
 
 /// `nodeprof context PID` on a process that uses the writer library (the C part of
 /// ContextPublisher, built here as a TLSDESC shared library as applications would link it).
-@Suite struct ContextCommandTests {
+@Suite(.machineExclusive) struct ContextCommandTests {
     /// Publishes a context; thread "in-span" holds span A (route and tier), thread "broken"
     /// a record whose valid byte is 2, thread "idle" none; all of them sleep.
     static let program = """

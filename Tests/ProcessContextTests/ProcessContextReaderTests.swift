@@ -7,7 +7,7 @@ import Testing
 
 /// The reader against real processes publishing by hand (memfd named `OTEL_CTX`; on kernels
 /// without CONFIG_ANON_VMA_NAME it shows as `/memfd:OTEL_CTX (deleted)`).
-@Suite(.serialized) struct ProcessContextReaderTests {
+@Suite(.serialized, .machineExclusive) struct ProcessContextReaderTests {
     let payloadHex = Proto.hex(Proto.checkout())
 
     func expectError(

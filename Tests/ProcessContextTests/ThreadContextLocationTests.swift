@@ -7,7 +7,7 @@ import Testing
 
 /// `ThreadContextLocation.locate(pid:)` on running processes built with each access model:
 /// the resolved access leads to the address the program itself reports.
-@Suite struct ThreadContextLocationTests {
+@Suite(.machineExclusive) struct ThreadContextLocationTests {
     /// The library defines the variable and reports its address.
     static let library = """
         __attribute__((visibility("default"))) __thread void *otel_thread_ctx_v1;

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestSupport
 import Testing
 
 @testable import ProcessTable
@@ -148,7 +149,7 @@ private struct FakeCgroupFiles: CgroupFiles {
 
 /// The kernel's side: a real cgroup v2 directory shaped like a kubepods container scope,
 /// a real process moved into it, and the inode the BPF sampler would record.
-@Suite struct CgroupAttributionKernelTests {
+@Suite(.machineExclusive) struct CgroupAttributionKernelTests {
     @Test func learnsARealContainerCgroup() throws {
         #expect(getuid() == 0, "creating cgroups needs root (CI runs as root)")
         let mounts = SystemCgroupFiles.cgroup2Mounts()

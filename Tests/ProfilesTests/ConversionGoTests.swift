@@ -9,7 +9,7 @@ import Testing
 /// survives pprof -> OTLP -> pprof, and `go tool pprof` reads the result.
 ///
 /// Needs Go (`golang-go`); fails rather than skips without it, like GoPprofTests.
-@Suite(.serialized) struct ConversionGoTests {
+@Suite(.serialized, .machineExclusive) struct ConversionGoTests {
     /// Burns CPU in two goroutines with pprof labels for about a second of CPU time and
     /// writes a CPU profile to the path in its first argument.
     static let program = #"""

@@ -8,7 +8,7 @@ import Testing
 ///
 /// These tests need Go (`golang-go`); they fail rather than skip without it, because a
 /// pprof file only the encoder's own tests can read proves little.
-@Suite struct GoPprofTests {
+@Suite(.machineExclusive) struct GoPprofTests {
     static func profile(_ samples: [Profile.Sample]) -> Profile {
         var profile = Profile(
             startTimeNanos: 1_700_000_000_000_000_000, durationNanos: 5_000_000_000, frequencyHz: 99

@@ -14,7 +14,7 @@ import Testing
 /// and span records with valid = 2, attrs_data_size = 65535 and overlapping key indexes.
 /// Nothing crashes or hangs, each problem is counted, and a well-behaved instrumented service
 /// next to them keeps every sample linked to its span.
-@Suite(.serialized) struct HostileContextRecordingTests {
+@Suite(.serialized, .machineExclusive) struct HostileContextRecordingTests {
     /// Publishes keys k0, k1, k0 (a repeated name) and attaches one hand-made record, then burns.
     static let recordProgram = """
         #include <stdint.h>

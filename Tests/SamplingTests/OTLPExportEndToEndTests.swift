@@ -4,7 +4,7 @@ import Testing
 
 /// `nodeprof record --otlp-endpoint` against the real receiver (hack/otlp/receiver.py:
 /// official opentelemetry-proto decoding plus the conformance checker), over both protocols.
-@Suite(.serialized) struct OTLPExportEndToEndTests {
+@Suite(.serialized, .machineExclusive) struct OTLPExportEndToEndTests {
     enum Transport: String, CaseIterable, Sendable {
         case grpc, http
     }

@@ -11,7 +11,7 @@ import Testing
 
 /// The process table driven by the kernel's process events, against real processes that
 /// exec, exit and publish their context late. Kernel tests: root, real BPF, never skipped.
-@Suite(.serialized) struct ProcessTableEventsTests {
+@Suite(.serialized, .machineExclusive) struct ProcessTableEventsTests {
     /// argv[1]: `late MS` burns MS ms, publishes (service.name=late), prints `published`,
     /// then burns; `exec MS PATH` burns MS ms in before_exec() then execs PATH `after`;
     /// `after` burns in after_exec(); `exit MS` burns MS ms and exits.
@@ -216,7 +216,7 @@ import Testing
 }
 
 /// The fallback where the kernel cannot report publications: a rescan finds a late context.
-@Suite struct ProcessTableRescanTests {
+@Suite(.machineExclusive) struct ProcessTableRescanTests {
     @Test func withoutEventsARescanFindsALateContextAndReadsEachFileOnce() throws {
         let directory = try TemporaryDirectory()
         let program = try ProcessTableEventsTests().build(directory)

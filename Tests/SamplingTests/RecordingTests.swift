@@ -10,7 +10,7 @@ import TestSupport
 import Testing
 
 /// End to end on the real kernel: record real processes and check what the profile says.
-@Suite(.serialized)
+@Suite(.serialized, .machineExclusive)
 struct RecordingTests {
     func record(pid: Int32, seconds: Double, frequency: UInt64 = 999) throws -> RecordingResult {
         let recording = try Recording(

@@ -9,7 +9,7 @@ import Testing
 
 /// Kernel tests: these load the real BPF program and open real perf events. They need root
 /// (CI runs as root) and fail, never skip, without it.
-@Suite(.serialized)
+@Suite(.serialized, .machineExclusive)
 struct SamplerTests {
     @Test func samplesOnlySelectedProcessWithStacks() throws {
         let dir = try TemporaryDirectory()

@@ -12,7 +12,7 @@ import Testing
 /// The Swift writer API (ContextPublisher) in a Swift executable, `span-demo`: recorded with
 /// the agent's path, every sample in a span's function links to that span; republishing the
 /// context with a larger key map while being sampled shows the new values, none torn.
-@Suite(.serialized) struct SwiftWriterSamplingTests {
+@Suite(.serialized, .machineExclusive) struct SwiftWriterSamplingTests {
     /// What a sample of span-demo shows: the function it burns CPU in and its span.
     struct Observation: Hashable, CustomStringConvertible {
         var function: String

@@ -9,7 +9,7 @@ import Testing
 /// The BPF sampler reads the interrupted thread's OTEP 4947 span record: a program alternates
 /// between span A (burning CPU in span_a_work), no span (no_span_work) and span B
 /// (span_b_work), built with each TLS access model.
-@Suite(.serialized) struct ThreadContextSamplingTests {
+@Suite(.serialized, .machineExclusive) struct ThreadContextSamplingTests {
     static let library = """
         __attribute__((visibility("default"))) __thread void *otel_thread_ctx_v1;
         void otel_test_set(void *record) { otel_thread_ctx_v1 = record; }

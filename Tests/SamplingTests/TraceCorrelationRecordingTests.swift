@@ -11,7 +11,7 @@ import Testing
 /// The whole path on a real process using the writer library (ContextPublisher's C part,
 /// built as a TLSDESC shared library): it publishes its process context with a key map and
 /// alternates between two spans; a recording links every sample to its span.
-@Suite(.serialized) struct TraceCorrelationRecordingTests {
+@Suite(.serialized, .machineExclusive) struct TraceCorrelationRecordingTests {
     static let program = """
         #include <stdint.h>
         #include <string.h>

@@ -5,7 +5,7 @@ import Testing
 
 @testable import Symbolization
 
-@Suite struct KernelSymbolsTests {
+@Suite(.machineExclusive) struct KernelSymbolsTests {
     /// The address of `name` as `grep ' T name$' /proc/kallsyms` finds it.
     func kallsymsAddress(of name: String) throws -> UInt64? {
         let line = try Tool.run("grep", ["-m1", " T \(name)$", "/proc/kallsyms"])

@@ -1,5 +1,6 @@
 import Foundation
 import NodeprofCore
+import TestSupport
 import Testing
 
 @testable import Symbolization
@@ -122,7 +123,7 @@ func sample(pid: Int32, user: [UInt64], kernel: [UInt64] = []) -> StackSample {
         kernelStack: kernel, userStack: user)
 }
 
-@Suite struct SymbolizerTests {
+@Suite(.machineExclusive) struct SymbolizerTests {
     /// The libc names `nm -D` lists at the address `symbol` resolves to in libc.
     func libcNames(at address: UInt64) throws -> Set<String> {
         let symbols = NMSymbol.parse(try Tool.run("nm", ["-D", "--defined-only", libcPath]))
