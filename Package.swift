@@ -236,6 +236,11 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "NodeprofCoreTests",
+            dependencies: ["NodeprofCore"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "SymbolizationTests",
             dependencies: ["Symbolization", "NodeprofCore", "TestSupport"],
             resources: [.copy("Hostile")],

@@ -54,7 +54,7 @@ extension ThreadContextLocation {
             return .unreadable(
                 rc == -EPERM
                     ? "no ptrace access (run as root or with CAP_SYS_PTRACE; or another tracer is attached)"
-                    : "cannot stop the thread to read its thread pointer: \(String(cString: strerror(-rc)))")
+                    : "cannot stop the thread to read its thread pointer: \(SystemCall.errnoName(-rc))")
         }
         let variable: UInt64
         switch access {

@@ -1,3 +1,5 @@
+import NodeprofCore
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -32,9 +34,8 @@ public enum ELFError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .cannotOpen(let path, let operation, let errno):
-            let reason = String(cString: strerror(errno))
             return
-                "cannot read ELF file \(path): \(operation) failed with errno \(errno) (\(reason)); "
+                "cannot read ELF file \(path): \(operation): \(SystemCall.errnoName(errno)); "
                 + "check that the file exists and is readable by this user (files of other "
                 + "mount namespaces need root to be reached through /proc/PID/root)"
         case .notRegularFile(let path):

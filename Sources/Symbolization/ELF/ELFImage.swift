@@ -1,3 +1,5 @@
+import NodeprofCore
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -22,12 +24,11 @@ final class ELFImage {
 
     /// Maps `path` read-only. The descriptor is closed before returning.
     init(path: String) throws(ELFError) {
-        var descriptor: Int32
-        repeat {
-            descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        } while descriptor < 0 && errno == EINTR
-        guard descriptor >= 0 else {
-            throw .cannotOpen(path: path, operation: "open", errno: errno)
+        let descriptor: Int32
+        do {
+            descriptor = try SystemCall.retryingOnInterrupt("open") { open(path, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw .cannotOpen(path: path, operation: error.call, errno: error.errno)
         }
         defer { close(descriptor) }
 
