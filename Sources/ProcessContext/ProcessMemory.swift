@@ -10,7 +10,7 @@ enum ProcessMemory {
     static func read(pid: Int32, address: UInt64, count: Int) throws(SystemCallError) -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: count)
         let copied = try SystemCall.retryingOnInterrupt("process_vm_readv") {
-            buffer.withUnsafeMutableBytes { nodeprof_read_process_memory(pid, address, $0.baseAddress, count) }
+            buffer.withUnsafeMutableBytes { nodeprof_process_context_read_memory(pid, address, $0.baseAddress, count) }
         }
         guard copied == count else { throw SystemCallError("process_vm_readv", errno: EFAULT) }
         return buffer

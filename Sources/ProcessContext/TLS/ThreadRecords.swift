@@ -49,7 +49,7 @@ extension ThreadContextLocation {
 
     private func state(pid: Int32, tid: Int32, keyMap: [String]) -> ThreadRecordSnapshot.State {
         var threadPointer: UInt64 = 0
-        let rc = nodeprof_thread_pointer_of(tid, &threadPointer)
+        let rc = nodeprof_process_context_thread_pointer(tid, &threadPointer)
         guard rc == 0 else {
             return .unreadable(
                 rc == -EPERM
