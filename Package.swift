@@ -24,7 +24,6 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "nodeprof", targets: ["nodeprof"]),
-        .executable(name: "nodeprof-bench", targets: ["nodeprof-bench"]),
         // For applications: publish process and thread context (no dependency on the agent).
         .library(name: "ContextPublisher", targets: ["ContextPublisher"]),
     ],
@@ -205,10 +204,13 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // Benchmarks (hack/bench), no product: `swift build --product nodeprof-bench` builds an
+        // executable target of the root package all the same. It shares TestSupport with the
+        // tests (the OTLP receiver driver, SplitMix64).
         .executableTarget(
             name: "nodeprof-bench",
             dependencies: [
-                "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
+                "TestSupport", "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
                 "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording", "ContextPublisher", "CContextPublisher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
