@@ -1,11 +1,13 @@
-import NodeprofCore
-
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
     import Musl
 #elseif canImport(Darwin)
     import Darwin
+#endif
+// hack/fuzz-elf compiles these files with SystemCall.swift into one module, without NodeprofCore.
+#if canImport(NodeprofCore)
+    import NodeprofCore
 #endif
 
 /// Why an ELF file, or a part of it, could not be read.

@@ -1,11 +1,13 @@
-import NodeprofCore
-
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
     import Musl
 #elseif canImport(Darwin)
     import Darwin
+#endif
+// hack/fuzz-elf compiles these files with SystemCall.swift into one module, without NodeprofCore.
+#if canImport(NodeprofCore)
+    import NodeprofCore
 #endif
 
 /// The bytes of one ELF image: a read-only private mapping of a file, or a private copy of
