@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 // Strict settings for every Swift target (the hummingbird model).
@@ -8,12 +8,22 @@ let strictSwift: [SwiftSetting] = [
     .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
+// Warnings are errors in this package's C targets. These are SE-0480 warning-control settings
+// (tools 6.2), not unsafeFlags: SwiftPM applies them when nodeprof is the root package and drops
+// them when it is someone else's dependency, so `ContextPublisher` builds as a versioned
+// dependency (SwiftPM refuses unsafeFlags in those) and a newer compiler's new warning cannot
+// break an application's build.
+let strictC: [CSetting] = [
+    .enableWarning("all"),
+    .enableWarning("extra"),
+    .treatAllWarnings(as: .error),
+]
+
 let package = Package(
     name: "nodeprof",
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "nodeprof", targets: ["nodeprof"]),
-        .executable(name: "nodeprof-bench", targets: ["nodeprof-bench"]),
         // For applications: publish process and thread context (no dependency on the agent).
         .library(name: "ContextPublisher", targets: ["ContextPublisher"]),
     ],
@@ -31,9 +41,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
         // Kubernetes (Sources/KubernetesAPI): kubeconfig files are YAML.
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        // `nodeprof agent`: services, metrics and their Prometheus exposition.
+        // `nodeprof agent`: services and the Prometheus exposition of its metrics (swift-metrics
+        // comes in through swift-prometheus; the agent registers on its registry directly).
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -50,22 +60,27 @@ let package = Package(
         .target(
             name: "CSampling",
             dependencies: ["CLibbpf"],
-            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+            cSettings: strictC
         ),
         .target(
             name: "CSymbolization",
-            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])],
+            cSettings: strictC,
             linkerSettings: [.linkedLibrary("stdc++")]
         ),
 
         .target(
             name: "CProcessContext",
-            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror"])]
+            cSettings: strictC
         ),
-        // The writer library's C part: the TLS variable must be a real ELF TLS symbol.
+        // The writer library's C part: the TLS variable must be a real ELF TLS symbol. Built
+        // with the compiler's default TLS dialect: `-mtls-dialect=gnu2` would need unsafeFlags,
+        // which a versioned dependency may not carry. Linked into an executable (SwiftPM's way)
+        // the linker relaxes the access to local exec whatever the dialect; an application
+        // that builds a shared library and wants TLSDESC passes `-Xcc -mtls-dialect=gnu2`
+        // (docs/context-publisher.md, "Building and linking").
         .target(
             name: "CContextPublisher",
-            cSettings: [.unsafeFlags(["-Wall", "-Wextra", "-Werror", "-mtls-dialect=gnu2"])]
+            cSettings: strictC
         ),
 
         // MARK: Swift modules (one job each, see docs/architecture.md)
@@ -168,7 +183,6 @@ let package = Package(
                 "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata", "KubernetesAPI",
                 "ProcessContext", "ProcessTable", "Recording",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -190,10 +204,13 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // Benchmarks (hack/bench), no product: `swift build --product nodeprof-bench` builds an
+        // executable target of the root package all the same. It shares TestSupport with the
+        // tests (the OTLP receiver driver, SplitMix64).
         .executableTarget(
             name: "nodeprof-bench",
             dependencies: [
-                "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
+                "TestSupport", "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
                 "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording", "ContextPublisher", "CContextPublisher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -202,6 +219,9 @@ let package = Package(
         ),
 
         // An application instrumented with the writer library (docs/context-publisher.md).
+        // Its unsafeFlags export otel_thread_ctx_v1 into .dynsym so that profilers find it;
+        // SwiftPM has no safe setting for that, and unsafeFlags are allowed here because the
+        // target is no product: nothing outside this package builds it.
         .executableTarget(
             name: "span-demo",
             dependencies: ["ContextPublisher"],
@@ -215,6 +235,11 @@ let package = Package(
             name: "TestSupport",
             dependencies: ["NodeprofCore", "Profiles"],
             path: "Tests/TestSupport",
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "NodeprofCoreTests",
+            dependencies: ["NodeprofCore"],
             swiftSettings: strictSwift
         ),
         .testTarget(

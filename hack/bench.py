@@ -317,7 +317,7 @@ def main():
         cmd = [BENCH, "export-outage", "--transport", transport, "--queue-limit-kib", "4096",
                "--interval-ms", "500", "--outage-seconds", str(outage),
                "--outage-start-seconds", str(OUTAGE["start"]), "--feed-seconds", str(OUTAGE["feed"]),
-               "--drain-seconds", str(OUTAGE["drain"]), "--python", PYTHON, "--receiver", RECEIVER,
+               "--drain-seconds", str(OUTAGE["drain"]),
                "--receiver-log", os.path.join(work, f"receiver-{name}.log")]
         out = open(os.path.join(work, f"outage-{name}.json"), "w+")
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **env))

@@ -8,7 +8,8 @@
 #include <sys/user.h>
 #include <sys/wait.h>
 
-ssize_t nodeprof_read_process_memory(pid_t pid, uint64_t address, void *buffer, size_t length)
+ssize_t nodeprof_process_context_read_memory(pid_t pid, uint64_t address, void *buffer,
+					     size_t length)
 {
 	struct iovec local = {.iov_base = buffer, .iov_len = length};
 	struct iovec remote = {.iov_base = (void *)(uintptr_t)address, .iov_len = length};
@@ -38,7 +39,7 @@ static int nodeprof_read_thread_pointer(pid_t tid, uint64_t *thread_pointer)
 #endif
 }
 
-int nodeprof_thread_pointer_of(pid_t tid, uint64_t *thread_pointer)
+int nodeprof_process_context_thread_pointer(pid_t tid, uint64_t *thread_pointer)
 {
 	if (ptrace(PTRACE_SEIZE, tid, NULL, NULL) != 0)
 		return -errno;

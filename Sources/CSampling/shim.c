@@ -327,7 +327,7 @@ int nodeprof_sampler_program_stats(const struct nodeprof_sampler *sampler, uint6
 	return 0;
 }
 
-int nodeprof_enable_bpf_stats(void)
+int nodeprof_sampler_enable_bpf_stats(void)
 {
 	int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
 	return fd < 0 ? -errno : fd;
@@ -441,8 +441,8 @@ void nodeprof_sampler_close(struct nodeprof_sampler *sampler)
 	free(sampler);
 }
 
-int nodeprof_btf_struct_layout(const char *struct_name, const char *member, uint32_t *size,
-			       uint32_t *member_offset)
+int nodeprof_sampler_btf_struct_layout(const char *struct_name, const char *member, uint32_t *size,
+				       uint32_t *member_offset)
 {
 	libbpf_set_print(nodeprof_libbpf_print);
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = "nodeprof_sampler");

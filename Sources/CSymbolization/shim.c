@@ -12,7 +12,7 @@ extern char *__cxa_demangle(const char *mangled_name, char *output_buffer, size_
 extern char *swift_demangle(const char *mangled_name, size_t mangled_name_length,
 			    char *output_buffer, size_t *output_buffer_size, uint32_t flags);
 
-char *nodeprof_cxa_demangle(const char *mangled)
+char *nodeprof_symbolization_cxa_demangle(const char *mangled)
 {
 	if (mangled == NULL) {
 		return NULL;
@@ -27,7 +27,7 @@ char *nodeprof_cxa_demangle(const char *mangled)
 	return result;
 }
 
-char *nodeprof_swift_demangle(const char *mangled, size_t length)
+char *nodeprof_symbolization_swift_demangle(const char *mangled, size_t length)
 {
 	if (mangled == NULL || length == 0) {
 		return NULL;
@@ -36,7 +36,7 @@ char *nodeprof_swift_demangle(const char *mangled, size_t length)
 	return swift_demangle(mangled, length, NULL, NULL, 0);
 }
 
-uintptr_t nodeprof_vdso_base(void)
+uintptr_t nodeprof_symbolization_vdso_base(void)
 {
 	return (uintptr_t)getauxval(AT_SYSINFO_EHDR);
 }

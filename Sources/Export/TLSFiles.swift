@@ -44,7 +44,7 @@ extension OTLPExporterConfiguration.TLS {
                     code == ENOENT
                     ? "check the path (a Kubernetes secret must be mounted there)"
                     : "check the file's permissions"
-                problem = "\(operation) failed: \(String(cString: strerror(code))); \(advice)"
+                problem = "\(operation) failed: \(SystemCall.errnoName(code)); \(advice)"
             case .tooLarge:
                 problem = "is larger than \(TLSMaterial.sizeLimit) bytes; a PEM file is a few kilobytes"
             }

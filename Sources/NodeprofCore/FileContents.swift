@@ -12,7 +12,6 @@ public enum FileReadError: Error, Hashable, Sendable, CustomStringConvertible {
         case .tooLarge(let path, let limit):
             return "cannot read \(path): larger than the \(limit) bytes this reader accepts"
         case .systemCall(let path, let operation, let errno):
-            let reason = String(cString: strerror(errno))
             // Advice for /proc and /sys files differs from advice for files a user named.
             let system = path.hasPrefix("/proc/") || path.hasPrefix("/sys/")
             var advice = ""
@@ -21,7 +20,7 @@ public enum FileReadError: Error, Hashable, Sendable, CustomStringConvertible {
             } else if errno == ENOENT || errno == ESRCH {
                 advice = system ? "; the process has probably exited" : "; check the path"
             }
-            return "cannot read \(path): \(operation) failed with errno \(errno) (\(reason))\(advice)"
+            return "cannot read \(path): \(operation): \(SystemCall.errnoName(errno))\(advice)"
         }
     }
 
@@ -33,28 +32,28 @@ public enum FileReadError: Error, Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Whole-file reads for /proc and /sys files, whose `st_size` is 0 and which must be read
-/// until EOF. The one place that opens and reads such files (EINTR retried, errno kept).
+/// until EOF. The one place that opens and reads such files (EINTR retried by `SystemCall`, errno kept).
 public enum FileContents {
     /// Reads `path` to the end, failing when it is larger than `limit` bytes.
     public static func read(_ path: String, limit: Int) throws(FileReadError) -> [UInt8] {
-        var descriptor: Int32
-        repeat {
-            descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        } while descriptor < 0 && errno == EINTR
-        guard descriptor >= 0 else {
-            throw .systemCall(path: path, operation: "open", errno: errno)
+        let descriptor: Int32
+        do {
+            descriptor = try SystemCall.retryingOnInterrupt("open") { open(path, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw .systemCall(path: path, operation: error.call, errno: error.errno)
         }
         defer { close(descriptor) }
 
         var contents: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let count = chunk.withUnsafeMutableBytes { buffer in
-                Glibc.read(descriptor, buffer.baseAddress, buffer.count)
-            }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw .systemCall(path: path, operation: "read", errno: errno)
+            let count: Int
+            do {
+                count = try SystemCall.retryingOnInterrupt("read") {
+                    chunk.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+                }
+            } catch {
+                throw .systemCall(path: path, operation: error.call, errno: error.errno)
             }
             if count == 0 { return contents }
             guard contents.count + count <= limit else {

@@ -1,3 +1,4 @@
+import Glibc
 public import NodeprofCore
 
 /// Reads what instrumented processes publish about themselves: the OTEP 4719 process context
@@ -84,8 +85,8 @@ public enum ProcessContextError: Error, Sendable, Hashable, CustomStringConverti
         case .notPublished: "the process context stayed mid-update (timestamp 0); try again later"
         case .torn: "the process context changed during every read attempt; try again later"
         case .unreadableMemory(let address, let errno):
-            "cannot read process memory at 0x\(String(address, radix: 16)): errno \(errno)"
-                + (errno == 1 ? "; grant CAP_SYS_PTRACE or run as root" : "")
+            "cannot read process memory at 0x\(String(address, radix: 16)): \(SystemCall.errnoName(errno))"
+                + (errno == EPERM ? "; grant CAP_SYS_PTRACE or run as root" : "")
         }
     }
 }

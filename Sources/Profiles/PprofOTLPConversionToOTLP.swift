@@ -471,11 +471,12 @@ struct PprofToOTLPConverter {
         var buffer = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
-            let result = buffer.withUnsafeMutableBytes { raw in
-                pread(descriptor, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+            let result = try? SystemCall.retryingOnInterrupt("pread") {
+                buffer.withUnsafeMutableBytes { raw in
+                    pread(descriptor, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+                }
             }
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else { return nil }
+            guard let result, result > 0 else { return nil }
             done += result
         }
         return buffer

@@ -7,7 +7,7 @@ public final class BPFStatistics {
     private let fd: Int32
 
     public init() throws(SamplerError) {
-        let fd = nodeprof_enable_bpf_stats()
+        let fd = nodeprof_sampler_enable_bpf_stats()
         guard fd >= 0 else { throw .system(operation: "BPF_ENABLE_STATS", errno: -fd) }
         self.fd = fd
     }

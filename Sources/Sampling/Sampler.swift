@@ -169,7 +169,7 @@ public final class Sampler {
             contextEventsUnavailable =
                 contextError == 0
                 ? nil
-                : "the syscalls/sys_enter_prctl tracepoint could not be attached (\(errnoName(contextError))): mount tracefs at /sys/kernel/tracing or grant CAP_SYS_ADMIN"
+                : "the syscalls/sys_enter_prctl tracepoint could not be attached (\(SystemCall.errnoName(contextError))): mount tracefs at /sys/kernel/tracing or grant CAP_SYS_ADMIN"
             for cpu in cpus {
                 let rc = nodeprof_sampler_attach_cpu(handle, Int32(cpu), configuration.frequency)
                 guard rc == 0 else {

@@ -1,4 +1,5 @@
 import Glibc
+import NodeprofCore
 
 /// Why the sampler could not start. Every message names the fix.
 public enum SamplerError: Error, CustomStringConvertible, Sendable {
@@ -23,7 +24,7 @@ public enum SamplerError: Error, CustomStringConvertible, Sendable {
             return
                 "the kernel has no BTF (/sys/kernel/btf/vmlinux is missing); use a kernel built with CONFIG_DEBUG_INFO_BTF=y (5.10 or later)"
         case .perfEventOpen(let cpu, let code, let frequency):
-            let name = errnoName(code)
+            let name = SystemCall.errnoName(code)
             switch code {
             case EACCES, EPERM:
                 return
@@ -51,26 +52,13 @@ public enum SamplerError: Error, CustomStringConvertible, Sendable {
                 hint = "the kernel rejected the sampler program (kernel 5.10 or later with BTF is required)"
             }
             let detail = log.isEmpty ? "" : "\n" + log
-            return "cannot load the BPF sampler: \(errnoName(code)); \(hint)\(detail)"
+            return "cannot load the BPF sampler: \(SystemCall.errnoName(code)); \(hint)\(detail)"
         case .system(let operation, let code):
-            return "\(operation) failed: \(errnoName(code))"
+            return "\(operation) failed: \(SystemCall.errnoName(code))"
         case .invalidConfiguration(let message):
             return message
         }
     }
-}
-
-/// "EACCES (Permission denied)" for an errno value.
-func errnoName(_ code: Int32) -> String {
-    let names: [Int32: String] = [
-        EPERM: "EPERM", ENOENT: "ENOENT", ESRCH: "ESRCH", EINTR: "EINTR", EIO: "EIO",
-        E2BIG: "E2BIG", EBADF: "EBADF", EAGAIN: "EAGAIN", ENOMEM: "ENOMEM", EACCES: "EACCES",
-        EFAULT: "EFAULT", EBUSY: "EBUSY", EEXIST: "EEXIST", ENODEV: "ENODEV", EINVAL: "EINVAL",
-        ENFILE: "ENFILE", EMFILE: "EMFILE", ENOSPC: "ENOSPC", ENOSYS: "ENOSYS",
-        EOPNOTSUPP: "EOPNOTSUPP",
-    ]
-    let text = String(cString: strerror(code))
-    return "\(names[code] ?? "errno \(code)") (\(text))"
 }
 
 /// kernel.perf_event_max_sample_rate, when readable.

@@ -71,7 +71,7 @@ public final class Demangler {
         return name.withUTF8 { buffer -> String? in
             guard let base = buffer.baseAddress else { return nil }
             let raw = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
-            guard let result = nodeprof_swift_demangle(raw, buffer.count) else { return nil }
+            guard let result = nodeprof_symbolization_swift_demangle(raw, buffer.count) else { return nil }
             defer { free(result) }
             return String(cString: result)
         }
@@ -79,7 +79,7 @@ public final class Demangler {
 
     private static func cxx(_ name: String) -> String? {
         name.withCString { mangled -> String? in
-            guard let result = nodeprof_cxa_demangle(mangled) else { return nil }
+            guard let result = nodeprof_symbolization_cxa_demangle(mangled) else { return nil }
             defer { free(result) }
             return String(cString: result)
         }

@@ -386,7 +386,7 @@ public final class Symbolizer {
     }
 
     private static func loadOwnVDSO() -> LoadedFile? {
-        let base = UInt64(nodeprof_vdso_base())
+        let base = UInt64(nodeprof_symbolization_vdso_base())
         guard base != 0, let maps = try? ProcessMaps.read(pid: getpid(), procRoot: "/proc"),
             let mapping = maps.mappings.first(where: { $0.isVDSO }), mapping.start == base,
             let start = UnsafeRawPointer(bitPattern: UInt(base))

@@ -5,6 +5,7 @@ import Logging
 import NodeprofCore
 import Profiles
 import Symbolization
+import TestSupport
 
 /// The OTLP exporter's memory while its receiver is unreachable: feeds an ``OTLPExporter``
 /// one request every `--interval-ms` while hack/otlp/receiver.py closes its ports for
@@ -37,9 +38,7 @@ struct ExportOutage: AsyncParsableCommand {
     @Option(help: "Seconds of the synthetic node one request covers (sets the request size).")
     var requestSeconds = 0.5
     @Option(help: "Distinct requests to cycle through.") var distinctRequests = 8
-    @Option(help: "Python with hack/otlp/requirements.txt installed.") var python = ".venv/bin/python"
-    @Option(help: "The receiver script.") var receiver = "hack/otlp/receiver.py"
-    @Option(help: "Write the receiver's log here (default: discard).") var receiverLog: String?
+    @Option(help: "Copy the receiver's log here (default: discard).") var receiverLog: String?
     @Flag(help: "Log the exporter's warnings (failed attempts, drops) on stderr.") var verbose = false
 
     func validate() throws {
@@ -63,8 +62,14 @@ struct ExportOutage: AsyncParsableCommand {
 
     func run() async throws {
         let templates = try makeRequests()
-        let receiver = try OTLPTestReceiver(python: python, script: receiver, logPath: receiverLog)
-        defer { receiver.stop() }
+        // TestSupport's receiver: hack/otlp/receiver.py with the repository's .venv (hack/setup).
+        let receiver = try await OTLPTestReceiver.start()
+        defer {
+            if let receiverLog {
+                FileManager.default.createFile(atPath: receiverLog, contents: Data(receiver.log.utf8))
+            }
+            receiver.stop()
+        }
 
         let endpoint: String
         let transportProtocol: OTLPExporterConfiguration.TransportProtocol
@@ -130,7 +135,7 @@ struct ExportOutage: AsyncParsableCommand {
         let readings = await sampler.value
         running.cancel()
         _ = try? await running.value
-        let records = try await receiver.requests()
+        let records = try await receiver.records()
 
         let upAt = downStatus?.upAt
         let afterOutage = records.filter { record in upAt.map { record.time >= $0 } == true && record.outcome == "ok" }

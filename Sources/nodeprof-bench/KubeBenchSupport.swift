@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import NodeprofCore
 import Synchronization
 
 /// What the Kubernetes benchmarks share: child processes that are always cleaned up, a plain
@@ -179,7 +180,7 @@ final class ChildProcess: @unchecked Sendable {
         if captureStdout { close(pipeDescriptors[1]) }
         guard result == 0 else {
             if captureStdout { close(pipeDescriptors[0]) }
-            throw Failure(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))")
+            throw Failure(description: "cannot start \(arguments[0]): \(SystemCall.errnoName(result))")
         }
         pid = child
         stdoutDescriptor = captureStdout ? pipeDescriptors[0] : -1
@@ -203,12 +204,14 @@ final class ChildProcess: @unchecked Sendable {
             let left = deadline.timeIntervalSinceNow
             guard left > 0 else { throw Failure(description: "\(name) printed no line within \(timeoutSeconds) s") }
             var poller = pollfd(fd: stdoutDescriptor, events: Int16(POLLIN), revents: 0)
-            let ready = Glibc.poll(&poller, 1, Int32(min(left, 1) * 1000))
-            if ready < 0 && errno == EINTR { continue }
+            let ready = try SystemCall.retryingOnInterrupt("poll \(name)'s stdout") {
+                Glibc.poll(&poller, 1, Int32(min(left, 1) * 1000))
+            }
             guard ready > 0 else { continue }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let count = read(stdoutDescriptor, &chunk, chunk.count)
-            if count < 0 && errno == EINTR { continue }
+            let count = try SystemCall.retryingOnInterrupt("read \(name)'s stdout") {
+                read(stdoutDescriptor, &chunk, chunk.count)
+            }
             guard count > 0 else {
                 if buffer.isEmpty { return nil }
                 let line = String(decoding: buffer, as: UTF8.self)
@@ -342,7 +345,7 @@ enum PlainHTTP {
             }
         }
         guard connected == 0 else {
-            throw ChildProcess.Failure(description: "connect 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
+            throw SystemCallError("connect 127.0.0.1:\(port)", errno: errno)
         }
         var head = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nAccept: */*\r\n"
         if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
@@ -350,9 +353,10 @@ enum PlainHTTP {
         let outgoing = Array(head.utf8) + (body ?? [])
         var sent = 0
         while sent < outgoing.count {
-            let count = outgoing[sent...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { throw ChildProcess.Failure(description: "send to :\(port): \(errno)") }
+            let count = try SystemCall.retryingOnInterrupt("send to :\(port)") {
+                outgoing[sent...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, 0) }
+            }
+            guard count > 0 else { throw ChildProcess.Failure(description: "send to :\(port): sent nothing") }
             sent += count
         }
 
@@ -383,9 +387,9 @@ enum PlainHTTP {
                 }
                 if chunked, let decoded = decodeChunked(bodyBytes) { return Response(status: status, body: decoded) }
             }
-            let count = recv(descriptor, &chunk, chunk.count, 0)
-            if count < 0 && errno == EINTR { continue }
-            if count < 0 { throw ChildProcess.Failure(description: "recv from :\(port): \(errno)") }
+            let count = try SystemCall.retryingOnInterrupt("recv from :\(port)") {
+                recv(descriptor, &chunk, chunk.count, 0)
+            }
             if count == 0 {
                 guard let headerEnd else { throw ChildProcess.Failure(description: ":\(port) closed without a reply") }
                 return Response(status: status, body: Array(incoming[headerEnd...]))

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 
 /// The pods of one busy node as a real cluster has them, deterministic for a seed: what the
 /// Kubernetes benchmarks feed the pod cache, the fake API server and the simulated node.

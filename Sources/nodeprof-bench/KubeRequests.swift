@@ -5,6 +5,7 @@ import KubeMetadata
 import KubernetesAPI
 import Logging
 import NodeprofCore
+import TestSupport
 
 /// API requests of the agent's pod list/watch at steady state, counted by the API server.
 ///

@@ -1,6 +1,7 @@
 import Foundation
 import NodeprofCore
 import Profiles
+import TestSupport
 
 /// A made-up but realistically shaped busy node, for measuring encoders on more processes
 /// than a small test machine runs.
@@ -487,22 +488,8 @@ struct WeightedPicker {
     }
 }
 
-/// SplitMix64: a small, fast, seedable generator, so every run builds the same node.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// TestSupport's SplitMix64 (seedable, so every run builds the same node) makes hex ids too.
+extension SplitMix64 {
     /// `bytes` random bytes as lowercase hex (build ids, htlhashes).
     mutating func hex(bytes: Int) -> String {
         hexString((0..<bytes).map { _ in UInt8.random(in: .min ... .max, using: &self) })

@@ -107,7 +107,7 @@ struct ConvertCommand: ParsableCommand {
         switch error {
         case .systemCall(_, _, let number):
             let advice = number == ENOENT ? "; check the path" : number == EACCES ? "; check its permissions" : ""
-            return "cannot read \(path): \(String(cString: strerror(number)))\(advice)"
+            return "cannot read \(path): \(SystemCall.errnoName(number))\(advice)"
         case .tooLarge(_, let limit):
             return "cannot read \(path): larger than the \(limit) bytes accepted"
         }
@@ -117,7 +117,7 @@ struct ConvertCommand: ParsableCommand {
         let nsError = error as NSError
         if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain
         {
-            return String(cString: strerror(Int32(underlying.code)))
+            return SystemCall.errnoName(Int32(underlying.code))
         }
         return nsError.localizedDescription
     }

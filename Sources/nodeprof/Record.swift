@@ -99,7 +99,7 @@ struct Record: AsyncParsableCommand {
             let directory = URL(fileURLWithPath: output).deletingLastPathComponent().path
             if access(directory, W_OK) != 0 {
                 throw ValidationError(
-                    "--output \(output): cannot write to \(directory) (\(String(cString: strerror(errno)))); choose a writable directory"
+                    "--output \(output): cannot write to \(directory) (\(SystemCall.errnoName(errno))); choose a writable directory"
                 )
             }
         }

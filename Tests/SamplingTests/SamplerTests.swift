@@ -101,7 +101,7 @@ struct SamplerTests {
         for (name, swiftOffset) in members {
             var size: UInt32 = 0
             var offset: UInt32 = 0
-            let rc = nodeprof_btf_struct_layout("nodeprof_sample", name, &size, &offset)
+            let rc = nodeprof_sampler_btf_struct_layout("nodeprof_sample", name, &size, &offset)
             try #require(rc == 0, "member \(name) not found in the object's BTF: \(rc)")
             #expect(Int(size) == MemoryLayout<Record>.size, "struct size")
             #expect(Int(offset) == swiftOffset, "offset of \(name)")
@@ -123,7 +123,7 @@ struct SamplerTests {
         for member in members {
             var size: UInt32 = 0
             var offset: UInt32 = 0
-            let rc = nodeprof_btf_struct_layout("nodeprof_thread_record_header", member.name, &size, &offset)
+            let rc = nodeprof_sampler_btf_struct_layout("nodeprof_thread_record_header", member.name, &size, &offset)
             try #require(rc == 0, "member \(member.name) not in the object's BTF: \(rc)")
             #expect(Int(size) == Layout.headerSize, "BPF header size")
             #expect(Int(offset) == member.writer, "\(member.name): BPF \(offset), writer \(member.writer)")

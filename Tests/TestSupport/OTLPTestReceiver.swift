@@ -127,6 +127,8 @@ public final class OTLPTestReceiver: @unchecked Sendable {
     public struct Status: Decodable, Sendable {
         public var ingestUp: Bool
         public var requestsRecorded: Int
+        /// Unix time at which a `down(seconds:)` outage ends (nil while ingest is up).
+        public var upAt: Double?
     }
 
     /// Certificate files for the receiver's TLS listeners.
@@ -192,9 +194,11 @@ public final class OTLPTestReceiver: @unchecked Sendable {
         _ = try await control("POST", "/faults", body: json)
     }
 
-    /// Closes the ingest listeners; they reopen after `seconds`.
-    public func down(seconds: Double) async throws {
-        _ = try await control("POST", "/down", body: "{\"seconds\": \(seconds)}")
+    /// Closes the ingest listeners; they reopen after `seconds` (the status says when).
+    @discardableResult
+    public func down(seconds: Double) async throws -> Status {
+        try Self.decoder.decode(
+            Status.self, from: try await control("POST", "/down", body: "{\"seconds\": \(seconds)}"))
     }
 
     private static let decoder: JSONDecoder = {

@@ -1,7 +1,8 @@
 /*
  * CSampling: the C side of the sampler. Wraps libbpf and perf_event_open as plain
  * functions returning 0 / a value or a negative errno, so Swift never touches libbpf's
- * macros, variadic calls or raw syscalls.
+ * macros, variadic calls or raw syscalls. Every exported symbol carries this target's
+ * prefix, `nodeprof_sampler_` (hack/build-bpf names the embedded object so too).
  */
 #ifndef NODEPROF_SAMPLING_H
 #define NODEPROF_SAMPLING_H
@@ -63,15 +64,15 @@ int nodeprof_sampler_program_stats(const struct nodeprof_sampler *sampler, uint6
 				   uint64_t *run_count);
 
 /* Turns on kernel BPF run-time statistics; returns an fd that keeps them on until closed. */
-int nodeprof_enable_bpf_stats(void);
+int nodeprof_sampler_enable_bpf_stats(void);
 
 /* Detaches everything and frees the sampler. NULL is ignored. */
 void nodeprof_sampler_close(struct nodeprof_sampler *sampler);
 
 /* Size the BPF object declares for struct nodeprof_sample, from its BTF (layout test).
  * Returns the size, or -errno. `member_offset` gets the byte offset of `member`. */
-int nodeprof_btf_struct_layout(const char *struct_name, const char *member, uint32_t *size,
-			       uint32_t *member_offset);
+int nodeprof_sampler_btf_struct_layout(const char *struct_name, const char *member, uint32_t *size,
+				       uint32_t *member_offset);
 
 #ifdef __cplusplus
 }

@@ -190,7 +190,8 @@ extension ThreadContextLocator {
             return try ProcessMemory.word(pid: pid, address: address)
         } catch {
             throw .unreadable(
-                "cannot read \(what) at 0x\(String(address, radix: 16)) in process \(pid): errno \(error.errno)")
+                "cannot read \(what) at 0x\(String(address, radix: 16)) in process \(pid): \(SystemCall.errnoName(error.errno))"
+            )
         }
     }
 }

@@ -49,12 +49,12 @@ extension ThreadContextLocation {
 
     private func state(pid: Int32, tid: Int32, keyMap: [String]) -> ThreadRecordSnapshot.State {
         var threadPointer: UInt64 = 0
-        let rc = nodeprof_thread_pointer_of(tid, &threadPointer)
+        let rc = nodeprof_process_context_thread_pointer(tid, &threadPointer)
         guard rc == 0 else {
             return .unreadable(
                 rc == -EPERM
                     ? "no ptrace access (run as root or with CAP_SYS_PTRACE; or another tracer is attached)"
-                    : "cannot stop the thread to read its thread pointer: \(String(cString: strerror(-rc)))")
+                    : "cannot stop the thread to read its thread pointer: \(SystemCall.errnoName(-rc))")
         }
         let variable: UInt64
         switch access {

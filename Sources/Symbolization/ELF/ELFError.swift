@@ -5,6 +5,10 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+// hack/fuzz-elf compiles these files with SystemCall.swift into one module, without NodeprofCore.
+#if canImport(NodeprofCore)
+    import NodeprofCore
+#endif
 
 /// Why an ELF file, or a part of it, could not be read.
 ///
@@ -32,9 +36,8 @@ public enum ELFError: Error, Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .cannotOpen(let path, let operation, let errno):
-            let reason = String(cString: strerror(errno))
             return
-                "cannot read ELF file \(path): \(operation) failed with errno \(errno) (\(reason)); "
+                "cannot read ELF file \(path): \(operation): \(SystemCall.errnoName(errno)); "
                 + "check that the file exists and is readable by this user (files of other "
                 + "mount namespaces need root to be reached through /proc/PID/root)"
         case .notRegularFile(let path):

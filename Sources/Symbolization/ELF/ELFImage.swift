@@ -5,6 +5,10 @@
 #elseif canImport(Darwin)
     import Darwin
 #endif
+// hack/fuzz-elf compiles these files with SystemCall.swift into one module, without NodeprofCore.
+#if canImport(NodeprofCore)
+    import NodeprofCore
+#endif
 
 /// The bytes of one ELF image: a read-only private mapping of a file, or a private copy of
 /// a memory buffer. Both paths hand the same pointer and length to the parser, so in-memory
@@ -22,12 +26,11 @@ final class ELFImage {
 
     /// Maps `path` read-only. The descriptor is closed before returning.
     init(path: String) throws(ELFError) {
-        var descriptor: Int32
-        repeat {
-            descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        } while descriptor < 0 && errno == EINTR
-        guard descriptor >= 0 else {
-            throw .cannotOpen(path: path, operation: "open", errno: errno)
+        let descriptor: Int32
+        do {
+            descriptor = try SystemCall.retryingOnInterrupt("open") { open(path, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw .cannotOpen(path: path, operation: error.call, errno: error.errno)
         }
         defer { close(descriptor) }
 
