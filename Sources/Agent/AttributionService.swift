@@ -83,13 +83,14 @@ public struct WindowAttribution: Sendable {
                 continue
             }
             let podUID = processes[position].podUID
-            if let podCache, let podAttributes = await podCache.attributes(containerID: containerID, podUID: podUID) {
-                processes[position].attributes += podAttributes
+            let (attributes, knownPod) =
+                await podCache?.resourceAttributes(containerID: containerID, podUID: podUID)
+                ?? (PodCache.containerOnlyAttributes(containerID: containerID, podUID: podUID), false)
+            processes[position].attributes += attributes
+            if knownPod {
                 pods += 1
                 podSamples += samples
             } else {
-                processes[position].attributes.append(Attribute("container.id", .string(containerID)))
-                if let podUID { processes[position].attributes.append(Attribute("k8s.pod.uid", .string(podUID))) }
                 containersOnly += 1
                 containerOnlySamples += samples
             }

@@ -206,24 +206,7 @@ public final class NodeAgent: Sendable {
         }
 
         samples += await exporter.statistics.metricSamples
-        if let podCache {
-            let pods = await podCache.currentStatistics
-            samples += [
-                .gauge("nodeprof_pod_cache_pods", "Pods of this node in the cache.", Double(pods.pods)),
-                .gauge(
-                    "nodeprof_pod_cache_containers", "Containers of this node's pods in the cache.",
-                    Double(pods.containers)),
-                .counter("nodeprof_pod_cache_job_lookups_total", "Job GETs made to find CronJobs.", pods.jobLookups),
-                .counter(
-                    "nodeprof_pod_cache_overflow_total", "Pods refused because the cache was full.", pods.overflow),
-            ]
-            for (reason, count) in pods.rejected.sorted(by: { $0.key < $1.key }) {
-                samples.append(
-                    .counter(
-                        "nodeprof_pod_cache_rejected_total", "Pods from the API that could not be cached, by reason.",
-                        count, labels: [("reason", reason)]))
-            }
-        }
+        if let podCache { samples += await podCache.currentStatistics.metricSamples }
         if let podWatch { samples += podWatch.metricSamples() }
         return samples
     }

@@ -134,6 +134,11 @@ final class GRPCExportTransport: OTLPExportTransport {
     /// Classifies a failed call (OTLP spec, "OTLP/gRPC Response", "Failures"), reading
     /// RetryInfo from the `grpc-status-details-bin` trailer ("OTLP/gRPC Throttling").
     static func outcome(of error: RPCError) -> OTLPExportAttemptOutcome {
+        // The connection's error travels as the call's cause: a refused certificate is refused
+        // again on every attempt, so it is permanent whatever the status code says.
+        if let failure = TLSVerificationFailure.find(in: error, causes: { ($0 as? RPCError)?.cause }) {
+            return .permanent(reason: failure.description)
+        }
         let code = OTLPRetryClassification.GRPCStatusCode(rawValue: error.code.rawValue) ?? .unknown
         var retryDelay: Duration?
         if let status = try? error.unpackGoogleRPCStatus() {

@@ -65,7 +65,11 @@ final class HTTPExportTransport: OTLPExportTransport {
             }
             response = try await client.execute(httpRequest, timeout: timeout)
         } catch {
-            // Connection refused or reset, TLS failure, timeout: all transient (OTLP spec,
+            // A refused certificate is refused again on every attempt: permanent.
+            if let failure = TLSVerificationFailure.find(in: error) {
+                return .permanent(reason: failure.description)
+            }
+            // Connection refused or reset, other TLS failures, timeout: transient (OTLP spec,
             // "All Other Responses" and "OTLP/HTTP Connection").
             return .retryable(
                 reason: "HTTP request failed: \(String(describing: error).escapedForMessage)", retryAfter: nil)

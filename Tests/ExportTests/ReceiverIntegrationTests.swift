@@ -186,12 +186,16 @@ struct ReceiverIntegrationTests {
             let statistics = try await Self.export([request], with: configuration)
             #expect(statistics.succeeded.requests == 1)
 
-            // Without the private CA the receiver's certificate is not trusted: nothing arrives.
+            // Without the private CA the receiver's certificate is not trusted: nothing arrives,
+            // and the refusal is permanent (not retried) with a message that names the problem.
             var untrusting = configuration
             untrusting.tls.certificateAuthorityFile = nil
             let refused = try await Self.export([request], with: untrusting)
-            #expect(refused.dropped(.retriesExhausted).requests == 1)
+            #expect(refused.dropped(.permanentError).requests == 1)
+            #expect(refused.attempts == 1 && refused.retries == 0)
             #expect(refused.succeeded.requests == 0)
+            #expect(
+                refused.lastError?.contains("certificate failed verification") == true, "\(refused.lastError ?? "")")
 
             let records = try await receiver.records()
             #expect(records.map(\.outcome) == ["ok"])

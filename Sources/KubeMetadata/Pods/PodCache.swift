@@ -301,9 +301,44 @@ public actor PodCache {
 
     public var currentStatistics: Statistics { statistics }
 
+    /// The resource attributes of a process in container `containerID`: its pod's when the
+    /// cache knows the pod (``attributes(containerID:podUID:)``), else what the cgroup says
+    /// (``containerOnlyAttributes(containerID:podUID:)``). `knownPod` tells which.
+    public func resourceAttributes(containerID: String, podUID: String?) -> (attributes: [Attribute], knownPod: Bool) {
+        if let attributes = attributes(containerID: containerID, podUID: podUID) { return (attributes, true) }
+        return (Self.containerOnlyAttributes(containerID: containerID, podUID: podUID), false)
+    }
+
+    /// `container.id`, and `k8s.pod.uid` when the cgroup names a pod: what is known of a
+    /// container whose pod the cache does not know (or without a pod watch at all).
+    public static func containerOnlyAttributes(containerID: String, podUID: String?) -> [Attribute] {
+        var attributes = [Attribute("container.id", .string(containerID))]
+        if let podUID { attributes.append(Attribute("k8s.pod.uid", .string(podUID))) }
+        return attributes
+    }
+
     /// Changes whenever the cache changes; lets a waiter tell whether to look again.
     public var currentGeneration: Int { generation }
 
     /// The uids of the cached pods (for tests and the agent's readiness report).
     public var podUIDs: Set<String> { Set(pods.keys) }
+}
+
+extension PodCache.Statistics {
+    /// The cache's size and counts as `/metrics` samples.
+    public var metricSamples: [MetricSample] {
+        var samples: [MetricSample] = [
+            .gauge("nodeprof_pod_cache_pods", "Pods of this node in the cache.", Double(pods)),
+            .gauge("nodeprof_pod_cache_containers", "Containers of this node's pods in the cache.", Double(containers)),
+            .counter("nodeprof_pod_cache_job_lookups_total", "Job GETs made to find CronJobs.", jobLookups),
+            .counter("nodeprof_pod_cache_overflow_total", "Pods refused because the cache was full.", overflow),
+        ]
+        for (reason, count) in rejected.sorted(by: { $0.key < $1.key }) {
+            samples.append(
+                .counter(
+                    "nodeprof_pod_cache_rejected_total", "Pods from the API that could not be cached, by reason.",
+                    count, labels: [("reason", reason)]))
+        }
+        return samples
+    }
 }
