@@ -34,6 +34,8 @@ public struct ProcessEntry: Sendable {
     fileprivate var threadContext = ThreadContextState.notAnnounced
     /// A record used a key index beyond the map: the context was read again once.
     fileprivate var keyMapRefreshed = false
+    /// Events were lost since this entry was made: check it is still this process.
+    fileprivate var needsRevalidation = false
     fileprivate var lastUse: UInt64
 
     fileprivate enum ThreadContextState {
@@ -75,8 +77,11 @@ public struct ProcessTableStatistics: Sendable, Hashable {
     public var contextEvents = 0
     /// New versions of an entry because its published context changed.
     public var contextChanges = 0
-    /// Times every entry was dropped because the kernel lost process events.
+    /// Times the kernel lost process events and every entry was marked to be checked, the
+    /// checks made, and the entries they found to be another program (read afresh).
     public var resynchronizations = 0
+    public var revalidations = 0
+    public var evictedOnRevalidation = 0
     /// Samples of a process taken after its exit was reported (in the kernel's exit path):
     /// they keep the pid but get no entry.
     public var samplesAfterExit = 0
@@ -242,6 +247,16 @@ public final class ProcessTable: ProcessImageSource {
         guard pid > 0 else { return nil }
         clock &+= 1
         guard var entry = entries[pid] else { return add(pid: pid, cgroupID: cgroupID) }
+        if entry.needsRevalidation {
+            counts.executableReads += 1
+            counts.revalidations += 1
+            guard FileContents.readLink("\(configuration.procRoot)/\(pid)/exe") == entry.executablePath else {
+                remove(pid: pid)
+                counts.evictedOnRevalidation += 1
+                return add(pid: pid, cgroupID: cgroupID)
+            }
+            entry.needsRevalidation = false
+        }
         entry.lastUse = clock
         let now = monotonicNanoseconds()
         if entry.context != nil {
@@ -306,11 +321,13 @@ public final class ProcessTable: ProcessImageSource {
         }
     }
 
-    /// Forgets every entry, so each process is read afresh on its next sample: what to do
-    /// when the kernel lost process events (the ring buffer was full), because an entry may
-    /// then describe a process that exited and whose pid was reused.
+    /// What to do when the kernel lost process events (the ring buffer was full): an entry
+    /// may then describe a process that exec'd or exited and whose pid was reused. Each entry
+    /// is checked on its next sample (its executable read again, one readlink) and read
+    /// afresh only if it changed, so live processes keep what was handed to BPF.
     public func resynchronize() {
-        for pid in Array(entries.keys) { remove(pid: pid) }
+        for pid in entries.keys { entries[pid]?.needsRevalidation = true }
+        exited.removeAll()
         counts.resynchronizations += 1
     }
 

@@ -23,11 +23,12 @@ extension ProcessTableStatistics {
                 processesUnreadable),
             .counter(
                 "nodeprof_process_table_resynchronizations_total",
-                "Times the table was read afresh because the kernel lost process events.", resynchronizations),
+                "Times the kernel lost process events and the table checked its entries again.", resynchronizations),
             .gauge("nodeprof_cgroup_cache_entries", "Cgroups the agent has resolved.", Double(cgroupCacheEntries)),
         ]
         for (reason, count) in [
             ("exit", evictedOnExit), ("exec", evictedOnExec), ("full", evictedWhenFull),
+            ("revalidation", evictedOnRevalidation),
         ] {
             samples.append(
                 .counter(

@@ -32,7 +32,7 @@ extension SamplerCounters {
                 processEvents),
             .counter(
                 "nodeprof_process_events_lost_total",
-                "Process events lost because the ring buffer was full (the process table is read afresh then).",
+                "Process events lost because the ring buffer was full (the process table checks its entries then).",
                 processEventsLost),
         ]
     }

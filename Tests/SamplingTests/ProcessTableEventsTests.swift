@@ -204,7 +204,8 @@ import Testing
         let spawned =
             Int(try String(contentsOfFile: output, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
             ?? 0
-        #expect(spawned >= 5_000, "the storm ran (\(spawned) processes)")
+        // Paced at 1,000 a second; a loaded machine spawns fewer, which the bounds below follow.
+        #expect(spawned >= 3_000, "the storm ran (\(spawned) processes)")
         let table = result.processTable
         #expect(table.exitEvents >= spawned, "every exit came as an event")
         #expect(table.execEvents >= spawned)
