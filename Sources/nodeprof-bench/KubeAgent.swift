@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import TestSupport
 
 /// `nodeprof agent` on the simulated node: hack/fake-node/fake-node with `--pods` pods in
 /// kubelet-shaped cgroups (real processes: most `sleep infinity`, a few burning CPU), the

@@ -5,6 +5,7 @@ import KubernetesAPI
 import Logging
 import NodeprofCore
 import Synchronization
+import TestSupport
 
 /// How soon a new pod's attributes can be looked up: hack/fake-node/apiserver.py holds the
 /// node's pods; a `ListWatch<Pod>` feeds a `PodCache` in this process exactly as the agent's

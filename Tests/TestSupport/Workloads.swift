@@ -74,32 +74,6 @@ public func compileC(_ source: String, in directory: TemporaryDirectory, name: S
     return output
 }
 
-/// A child process started for a test, killed when released.
-public final class ChildProcess {
-    public let pid: Int32
-    private var reaped = false
-
-    public init(_ executable: String, _ arguments: [String] = []) throws {
-        var pid: pid_t = 0
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        let rc = posix_spawn(&pid, executable, nil, nil, argv, environ)
-        guard rc == 0 else { throw FixtureError("posix_spawn \(executable): errno \(rc)") }
-        self.pid = pid
-    }
-
-    /// Sends SIGKILL and reaps the child.
-    public func kill() {
-        guard !reaped else { return }
-        Glibc.kill(pid, SIGKILL)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        reaped = true
-    }
-
-    deinit { kill() }
-}
-
 /// The C workload with a known call tree: main -> work_a -> leaf_a burns two thirds of
 /// the CPU time, main -> work_b -> leaf_b one third. Frame pointers on, no inlining, and
 /// CPU time measured per thread so preemption does not skew the 2:1 split.
