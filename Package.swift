@@ -105,10 +105,16 @@ let package = Package(
             dependencies: ["CContextPublisher"],
             swiftSettings: strictSwift
         ),
+        // gzip (RFC 1952) through zlib: pprof files and OTLP/HTTP bodies.
+        .target(
+            name: "Gzip",
+            dependencies: ["CZlib"],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "Profiles",
             dependencies: [
-                "NodeprofCore", "CZlib",
+                "NodeprofCore", "Gzip",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             exclude: ["Generated/README.md", "Generated/STAMP"],
@@ -129,7 +135,7 @@ let package = Package(
         .target(
             name: "Export",
             dependencies: [
-                "NodeprofCore", "Profiles", "HTTPTransport",
+                "NodeprofCore", "Profiles", "Gzip", "HTTPTransport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -210,7 +216,7 @@ let package = Package(
         .executableTarget(
             name: "nodeprof-bench",
             dependencies: [
-                "TestSupport", "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
+                "TestSupport", "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Gzip", "Export", "KubeMetadata",
                 "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording", "ContextPublisher", "CContextPublisher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -249,9 +255,14 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "GzipTests",
+            dependencies: ["Gzip"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "ProfilesTests",
             dependencies: [
-                "Profiles", "NodeprofCore", "TestSupport",
+                "Profiles", "Gzip", "NodeprofCore", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSwift

@@ -1,3 +1,4 @@
+public import Gzip
 internal import NodeprofCore
 internal import SwiftProtobuf
 

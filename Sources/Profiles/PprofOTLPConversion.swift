@@ -1,3 +1,4 @@
+internal import Gzip
 internal import SwiftProtobuf
 
 /// Converts profiles between pprof (`profile.proto`) and OpenTelemetry OTLP profiles

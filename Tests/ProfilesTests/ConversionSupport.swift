@@ -1,4 +1,5 @@
 import Foundation
+import Gzip
 import NodeprofCore
 import SwiftProtobuf
 import TestSupport

@@ -1,4 +1,4 @@
-import Profiles
+import Gzip
 import Testing
 
 @Suite struct GzipTests {
