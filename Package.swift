@@ -111,13 +111,19 @@ let package = Package(
             dependencies: ["CZlib"],
             swiftSettings: strictSwift
         ),
+        // The generated pprof and OTLP protobuf code (hack/gen-proto), public: the wire types.
+        .target(
+            name: "ProfilesProtobuf",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Generated/README.md", "Generated/STAMP"],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "Profiles",
             dependencies: [
-                "NodeprofCore", "Gzip",
+                "NodeprofCore", "Gzip", "ProfilesProtobuf",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            exclude: ["Generated/README.md", "Generated/STAMP"],
             swiftSettings: strictSwift
         ),
         // The HTTP client and TLS setup shared by the Kubernetes API client and the OTLP
@@ -135,7 +141,8 @@ let package = Package(
         .target(
             name: "Export",
             dependencies: [
-                "NodeprofCore", "Profiles", "Gzip", "HTTPTransport",
+                "NodeprofCore", "Profiles", "ProfilesProtobuf", "Gzip", "HTTPTransport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -262,7 +269,7 @@ let package = Package(
         .testTarget(
             name: "ProfilesTests",
             dependencies: [
-                "Profiles", "Gzip", "NodeprofCore", "TestSupport",
+                "Profiles", "ProfilesProtobuf", "Gzip", "NodeprofCore", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSwift
@@ -270,7 +277,8 @@ let package = Package(
         .testTarget(
             name: "ExportTests",
             dependencies: [
-                "Export", "Profiles", "NodeprofCore", "TestSupport",
+                "Export", "Profiles", "ProfilesProtobuf", "NodeprofCore", "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

@@ -1,5 +1,6 @@
 public import Gzip
 internal import NodeprofCore
+internal import ProfilesProtobuf
 internal import SwiftProtobuf
 
 #if canImport(FoundationEssentials)

@@ -1,4 +1,5 @@
 internal import Gzip
+internal import ProfilesProtobuf
 internal import SwiftProtobuf
 
 /// Converts profiles between pprof (`profile.proto`) and OpenTelemetry OTLP profiles

@@ -1,6 +1,7 @@
 import Foundation
 import Gzip
 import NodeprofCore
+import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing

@@ -1,3 +1,4 @@
+internal import ProfilesProtobuf
 internal import SwiftProtobuf
 
 /// What a receiver answered to an accepted OTLP profiles export
