@@ -126,6 +126,17 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        // pprof <-> OTLP <-> OTLP/JSON conversion of whole files (`nodeprof convert`, record's
+        // .json output); shares the OTLP dictionary builder and pprof string table of Profiles
+        // (package access).
+        .target(
+            name: "ProfileConversion",
+            dependencies: [
+                "NodeprofCore", "Gzip", "Profiles", "ProfilesProtobuf",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSwift
+        ),
         // The HTTP client and TLS setup shared by the Kubernetes API client and the OTLP
         // exporters: one lazily created AsyncHTTPClient, one PEM/TLS configuration builder.
         .target(
@@ -208,8 +219,8 @@ let package = Package(
         .executableTarget(
             name: "nodeprof",
             dependencies: [
-                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
-                "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording",
+                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "ProfileConversion", "Export",
+                "KubeMetadata", "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -270,6 +281,14 @@ let package = Package(
             name: "ProfilesTests",
             dependencies: [
                 "Profiles", "ProfilesProtobuf", "Gzip", "NodeprofCore", "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProfileConversionTests",
+            dependencies: [
+                "ProfileConversion", "Profiles", "ProfilesProtobuf", "Gzip", "NodeprofCore", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSwift

@@ -1,11 +1,12 @@
 import Foundation
 import NodeprofCore
+import Profiles
 import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing
 
-@testable import Profiles
+@testable import ProfileConversion
 
 /// OTLP -> pprof for requests that did not come from pprof: our agent's (one
 /// ResourceProfiles per process, timestamps instead of values, thread attributes) and

@@ -5,7 +5,7 @@ import ProfilesProtobuf
 import SwiftProtobuf
 import Testing
 
-@testable import Profiles
+@testable import ProfileConversion
 
 /// pprof -> OTLP -> pprof keeps every pprof field, and the OTLP in between is what
 /// docs/conversion.md describes.

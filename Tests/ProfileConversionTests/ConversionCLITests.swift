@@ -1,11 +1,12 @@
 import Foundation
 import Gzip
 import NodeprofCore
-import Profiles
 import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing
+
+@testable import ProfileConversion
 
 /// `nodeprof convert` as a user runs it: the built binary, real files, exit status and the
 /// one-line messages.

@@ -1,4 +1,5 @@
 internal import Gzip
+public import Profiles
 internal import ProfilesProtobuf
 internal import SwiftProtobuf
 

@@ -4,7 +4,7 @@ import SwiftProtobuf
 import TestSupport
 import Testing
 
-@testable import Profiles
+@testable import ProfileConversion
 
 /// The OTLP the conversion writes passes the repository's conformance checker
 /// (`hack/otlp/check.py`), except where docs/conversion.md says it cannot.

@@ -3,7 +3,7 @@ import NodeprofCore
 import TestSupport
 import Testing
 
-@testable import Profiles
+@testable import ProfileConversion
 
 /// A profile written by another tool (Go's runtime/pprof, then `go tool pprof -proto`)
 /// survives pprof -> OTLP -> pprof, and `go tool pprof` reads the result.

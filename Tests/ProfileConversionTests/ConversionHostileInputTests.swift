@@ -1,12 +1,13 @@
 import Foundation
 import Gzip
 import NodeprofCore
+import Profiles
 import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing
 
-@testable import Profiles
+@testable import ProfileConversion
 
 /// Hostile or broken input gives a ``ConversionError`` that says what is wrong and where:
 /// never a crash, a trap or a hang.

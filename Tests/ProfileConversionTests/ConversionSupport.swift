@@ -1,12 +1,13 @@
 import Foundation
 import Gzip
 import NodeprofCore
+import Profiles
 import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing
 
-@testable import Profiles
+@testable import ProfileConversion
 
 /// A pprof profile with ids resolved to content and labels sorted, so two profiles compare
 /// equal when they hold the same pprof content however their tables are numbered.
@@ -387,7 +388,7 @@ enum ConversionFixtures {
     }
 }
 
-/// The repository root (this file is Tests/ProfilesTests/ConversionSupport.swift).
+/// The repository root (this file is Tests/ProfileConversionTests/ConversionSupport.swift).
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent()
 

@@ -1,10 +1,11 @@
 import Foundation
 import Gzip
 import NodeprofCore
-import Profiles
 import ProfilesProtobuf
 import SwiftProtobuf
 import Testing
+
+@testable import ProfileConversion
 
 /// OTLP/JSON: binary -> JSON -> binary gives the same bytes; ids are hex; decoding is as
 /// lenient as the OTLP spec asks and strict about broken JSON.

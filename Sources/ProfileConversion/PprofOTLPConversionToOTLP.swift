@@ -1,5 +1,6 @@
 internal import Glibc
 internal import NodeprofCore
+internal import Profiles
 internal import ProfilesProtobuf
 internal import SwiftProtobuf
 
