@@ -1,12 +1,11 @@
 import Foundation
 import Gzip
 import NodeprofCore
+import ProfileConversion
 import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing
-
-@testable import ProfileConversion
 
 /// `nodeprof convert` as a user runs it: the built binary, real files, exit status and the
 /// one-line messages.

@@ -1,11 +1,10 @@
 import Foundation
 import Gzip
 import NodeprofCore
+import ProfileConversion
 import ProfilesProtobuf
 import SwiftProtobuf
 import Testing
-
-@testable import ProfileConversion
 
 /// OTLP/JSON: binary -> JSON -> binary gives the same bytes; ids are hex; decoding is as
 /// lenient as the OTLP spec asks and strict about broken JSON.
