@@ -105,13 +105,36 @@ let package = Package(
             dependencies: ["CContextPublisher"],
             swiftSettings: strictSwift
         ),
+        // gzip (RFC 1952) through zlib: pprof files and OTLP/HTTP bodies.
+        .target(
+            name: "Gzip",
+            dependencies: ["CZlib"],
+            swiftSettings: strictSwift
+        ),
+        // The generated pprof and OTLP protobuf code (hack/gen-proto), public: the wire types.
+        .target(
+            name: "ProfilesProtobuf",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["Generated/README.md", "Generated/STAMP"],
+            swiftSettings: strictSwift
+        ),
         .target(
             name: "Profiles",
             dependencies: [
-                "NodeprofCore", "CZlib",
+                "NodeprofCore", "Gzip", "ProfilesProtobuf",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
-            exclude: ["Generated/README.md", "Generated/STAMP"],
+            swiftSettings: strictSwift
+        ),
+        // pprof <-> OTLP <-> OTLP/JSON conversion of whole files (`nodeprof convert`, record's
+        // .json output); shares the OTLP dictionary builder and pprof string table of Profiles
+        // (package access).
+        .target(
+            name: "ProfileConversion",
+            dependencies: [
+                "NodeprofCore", "Gzip", "Profiles", "ProfilesProtobuf",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: strictSwift
         ),
         // The HTTP client and TLS setup shared by the Kubernetes API client and the OTLP
@@ -129,7 +152,8 @@ let package = Package(
         .target(
             name: "Export",
             dependencies: [
-                "NodeprofCore", "Profiles", "HTTPTransport",
+                "NodeprofCore", "Profiles", "ProfilesProtobuf", "Gzip", "HTTPTransport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -195,8 +219,8 @@ let package = Package(
         .executableTarget(
             name: "nodeprof",
             dependencies: [
-                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "Export", "KubeMetadata",
-                "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording",
+                "Agent", "NodeprofCore", "Sampling", "Symbolization", "Profiles", "ProfileConversion", "Export",
+                "KubeMetadata", "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -210,7 +234,7 @@ let package = Package(
         .executableTarget(
             name: "nodeprof-bench",
             dependencies: [
-                "TestSupport", "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Export", "KubeMetadata",
+                "TestSupport", "Sampling", "Symbolization", "NodeprofCore", "Agent", "Profiles", "Gzip", "Export", "KubeMetadata",
                 "KubernetesAPI", "ProcessContext", "ProcessTable", "Recording", "ContextPublisher", "CContextPublisher",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -249,9 +273,22 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "GzipTests",
+            dependencies: ["Gzip"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "ProfilesTests",
             dependencies: [
-                "Profiles", "NodeprofCore", "TestSupport",
+                "Profiles", "ProfilesProtobuf", "Gzip", "NodeprofCore", "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "ProfileConversionTests",
+            dependencies: [
+                "ProfileConversion", "Profiles", "ProfilesProtobuf", "Gzip", "NodeprofCore", "TestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: strictSwift
@@ -259,7 +296,8 @@ let package = Package(
         .testTarget(
             name: "ExportTests",
             dependencies: [
-                "Export", "Profiles", "NodeprofCore", "TestSupport",
+                "Export", "Profiles", "ProfilesProtobuf", "NodeprofCore", "TestSupport",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),

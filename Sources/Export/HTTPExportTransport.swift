@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import GRPCCore
 import GRPCProtobuf
+import Gzip
 import HTTPTransport
 import NIOCore
 import NIOHTTP1

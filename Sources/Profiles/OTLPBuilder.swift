@@ -1,4 +1,5 @@
 internal import NodeprofCore
+internal import ProfilesProtobuf
 internal import SwiftProtobuf
 
 #if canImport(FoundationEssentials)

@@ -1,4 +1,5 @@
-internal import NodeprofCore
+package import NodeprofCore
+package import ProfilesProtobuf
 internal import SwiftProtobuf
 
 #if canImport(FoundationEssentials)
@@ -14,8 +15,8 @@ internal import SwiftProtobuf
 /// Entry 0 of every table is the zero value the spec reserves for "unset": the empty
 /// string, an all-default mapping, location, function, link and stack, and an attribute
 /// with key 0, unit 0 and no value.
-struct OTLPDictionaryBuilder {
-    private(set) var dictionary = OTLPDictionary()
+package struct OTLPDictionaryBuilder {
+    package private(set) var dictionary = OTLPDictionary()
 
     private var strings: [String: Int32] = ["": 0]
     private var attributes: [AttributeKey: Int32] = [:]
@@ -41,7 +42,7 @@ struct OTLPDictionaryBuilder {
         var unit: Int32
     }
 
-    init() {
+    package init() {
         dictionary.stringTable = [""]
         dictionary.attributeTable = [OTLPKeyValueAndUnit()]
         dictionary.mappingTable = [OTLPMapping()]
@@ -55,7 +56,7 @@ struct OTLPDictionaryBuilder {
     }
 
     /// The string's index in string_table; "" is 0.
-    mutating func string(_ value: String) -> Int32 {
+    package mutating func string(_ value: String) -> Int32 {
         if let index = strings[value] { return index }
         let index = Int32(dictionary.stringTable.count)
         dictionary.stringTable.append(value)
@@ -64,7 +65,7 @@ struct OTLPDictionaryBuilder {
     }
 
     /// The index of the attribute (key, value, unit) in attribute_table.
-    mutating func attribute(_ key: String, _ value: OTLPAnyValue, unit: String = "") -> Int32 {
+    package mutating func attribute(_ key: String, _ value: OTLPAnyValue, unit: String = "") -> Int32 {
         let entry = AttributeKey(key: string(key), value: value, unit: string(unit))
         if let index = attributes[entry] { return index }
         let index = Int32(dictionary.attributeTable.count)
@@ -79,7 +80,7 @@ struct OTLPDictionaryBuilder {
 
     /// Appends `mapping` to mapping_table: the caller translates each distinct mapping of
     /// the profile once, so nothing is looked up.
-    mutating func append(_ mapping: OTLPMapping) -> Int32 {
+    package mutating func append(_ mapping: OTLPMapping) -> Int32 {
         let index = Int32(dictionary.mappingTable.count)
         dictionary.mappingTable.append(mapping)
         return index
@@ -87,7 +88,7 @@ struct OTLPDictionaryBuilder {
 
     /// Appends a function named by string index `name` (each profile function is
     /// translated once; its name is unique).
-    mutating func function(name: Int32) -> Int32 {
+    package mutating func function(name: Int32) -> Int32 {
         var function = OTLPFunction()
         function.nameStrindex = name
         let index = Int32(dictionary.functionTable.count)
@@ -98,7 +99,7 @@ struct OTLPDictionaryBuilder {
     /// The index in location_table of the location at `address` in `mapping` (0: none),
     /// in `function` (0: unsymbolized), with its frame-type attribute. Two profile locations
     /// that only differed by a mapping without build id come out equal: they share one.
-    mutating func location(address: UInt64, mapping: Int32, function: Int32, attribute: Int32) -> Int32 {
+    package mutating func location(address: UInt64, mapping: Int32, function: Int32, attribute: Int32) -> Int32 {
         let key = LocationKey(address: address, mapping: mapping, function: function, attribute: attribute)
         if let index = locations[key] { return index }
         var location = OTLPLocation()
@@ -118,29 +119,29 @@ struct OTLPDictionaryBuilder {
 
     /// The index of `mapping` in mapping_table, interned by the whole message (0 for the
     /// all-default mapping): for entries converted from another format.
-    mutating func mapping(_ mapping: OTLPMapping) -> Int32 {
+    package mutating func mapping(_ mapping: OTLPMapping) -> Int32 {
         Self.intern(mapping, in: &mappingMessages, table: &dictionary.mappingTable)
     }
 
     /// The index of `function` in function_table, interned by the whole message.
-    mutating func function(_ function: OTLPFunction) -> Int32 {
+    package mutating func function(_ function: OTLPFunction) -> Int32 {
         Self.intern(function, in: &functionMessages, table: &dictionary.functionTable)
     }
 
     /// The index of `location` in location_table, interned by the whole message.
-    mutating func location(_ location: OTLPLocation) -> Int32 {
+    package mutating func location(_ location: OTLPLocation) -> Int32 {
         Self.intern(location, in: &locationMessages, table: &dictionary.locationTable)
     }
 
     /// The index of `link` in link_table (0 means no link).
-    mutating func link(_ link: OTLPLink) -> Int32 {
+    package mutating func link(_ link: OTLPLink) -> Int32 {
         if link.traceID.allSatisfy({ $0 == 0 }) && link.spanID.allSatisfy({ $0 == 0 }) { return 0 }
         return Self.intern(link, in: &links, table: &dictionary.linkTable)
     }
 
     /// The index of the stack with these locations (leaf first) in stack_table; the empty
     /// stack is 0.
-    mutating func stack(_ locationIndices: [Int32]) -> Int32 {
+    package mutating func stack(_ locationIndices: [Int32]) -> Int32 {
         if locationIndices.isEmpty { return 0 }
         if let index = stacks[locationIndices] { return index }
         let index = Int32(dictionary.stackTable.count)
@@ -165,7 +166,7 @@ struct OTLPDictionaryBuilder {
 
 extension OTLPAnyValue {
     /// The OTLP value of an ``AttributeValue``.
-    init(_ value: AttributeValue) {
+    package init(_ value: AttributeValue) {
         self.init()
         switch value {
         case .string(let string): stringValue = string
@@ -182,7 +183,7 @@ extension OTLPAnyValue {
 }
 
 extension OTLPKeyValue {
-    init(_ attribute: Attribute) {
+    package init(_ attribute: Attribute) {
         self.init()
         key = attribute.key
         value = OTLPAnyValue(attribute.value)

@@ -1,4 +1,6 @@
+public import Gzip
 internal import NodeprofCore
+internal import ProfilesProtobuf
 internal import SwiftProtobuf
 
 #if canImport(FoundationEssentials)
@@ -100,20 +102,20 @@ public enum PprofError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Names of the pprof vocabulary nodeprof writes (and a decoder will read).
-enum PprofSchema {
-    static let samplesType = "samples"
-    static let countUnit = "count"
-    static let cpuType = "cpu"
-    static let nanosecondsUnit = "nanoseconds"
-    static let kernelMappingName = "[kernel.kallsyms]"
+package enum PprofSchema {
+    package static let samplesType = "samples"
+    package static let countUnit = "count"
+    package static let cpuType = "cpu"
+    package static let nanosecondsUnit = "nanoseconds"
+    package static let kernelMappingName = "[kernel.kallsyms]"
 
-    enum Label {
-        static let pid = "pid"
-        static let tid = "tid"
-        static let thread = "thread"
-        static let process = "process"
-        static let traceID = "trace_id"
-        static let spanID = "span_id"
+    package enum Label {
+        package static let pid = "pid"
+        package static let tid = "tid"
+        package static let thread = "thread"
+        package static let process = "process"
+        package static let traceID = "trace_id"
+        package static let spanID = "span_id"
     }
 }
 
@@ -331,11 +333,13 @@ struct PprofBuilder {
 }
 
 /// pprof's string table: index 0 is always "".
-struct StringTable {
-    private(set) var strings: [String] = [""]
+package struct StringTable {
+    package private(set) var strings: [String] = [""]
     private var indices: [String: Int64] = ["": 0]
 
-    mutating func index(of string: String) -> Int64 {
+    package init() {}
+
+    package mutating func index(of string: String) -> Int64 {
         if let index = indices[string] { return index }
         let index = Int64(strings.count)
         strings.append(string)

@@ -1,6 +1,7 @@
 import Agent
 import ArgumentParser
 import Foundation
+import Gzip
 import NodeprofCore
 import Profiles
 import Recording

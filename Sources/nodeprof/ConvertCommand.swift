@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import NodeprofCore
-import Profiles
+import ProfileConversion
 
 /// `nodeprof convert IN OUT`: pprof <-> OTLP <-> OTLP/JSON, by file extension.
 struct ConvertCommand: ParsableCommand {

@@ -5,6 +5,7 @@ import Export
 import Foundation
 import Logging
 import NodeprofCore
+import ProfileConversion
 import Profiles
 import Recording
 import Sampling

@@ -1,5 +1,6 @@
 import Foundation
 import NodeprofCore
+import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing
@@ -373,14 +374,6 @@ import Testing
         #expect(try Self.builder().encode(Self.profile([])).isEmpty)
     }
 
-    @Test func exportResultDecodesPartialSuccessAndRejectsGarbage() throws {
-        let partial = OTLPExportResult(rejectedProfiles: 3, errorMessage: "too old")
-        let decoded = try OTLPExportResult(serializedResponse: partial.serializedResponse())
-        #expect(decoded == partial && decoded.isPartialSuccess)
-        #expect(try OTLPExportResult(serializedResponse: [UInt8]()).isPartialSuccess == false)
-        #expect(throws: OTLPDecodingError.self) { try OTLPExportResult(serializedResponse: [0x0a, 0xff, 0x01]) }
-        #expect(throws: OTLPDecodingError.self) { try OTLPExportResult(serializedResponse: [0xff, 0xff, 0xff]) }
-    }
 }
 
 @Suite struct SHA256Tests {

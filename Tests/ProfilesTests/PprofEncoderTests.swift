@@ -1,10 +1,11 @@
 import Foundation
+import Gzip
 import NodeprofCore
+import Profiles
+import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing
-
-@testable import Profiles
 
 @Suite struct PprofEncoderTests {
     static let start: UInt64 = 1_700_000_000_123_456_789

@@ -1,5 +1,6 @@
 import Foundation
 import NodeprofCore
+import ProfilesProtobuf
 import SwiftProtobuf
 import TestSupport
 import Testing

@@ -1,0 +1,23 @@
+// Short names for the generated OTLP types (Generated/otlp), used by Profiles (the builders
+// and conversion), Export (response decoding) and the tests.
+
+public typealias OTLPRequest = Opentelemetry_Proto_Collector_Profiles_V1development_ExportProfilesServiceRequest
+public typealias OTLPResponse = Opentelemetry_Proto_Collector_Profiles_V1development_ExportProfilesServiceResponse
+public typealias OTLPDictionary = Opentelemetry_Proto_Profiles_V1development_ProfilesDictionary
+public typealias OTLPResourceProfiles = Opentelemetry_Proto_Profiles_V1development_ResourceProfiles
+public typealias OTLPScopeProfiles = Opentelemetry_Proto_Profiles_V1development_ScopeProfiles
+public typealias OTLPProfile = Opentelemetry_Proto_Profiles_V1development_Profile
+public typealias OTLPSample = Opentelemetry_Proto_Profiles_V1development_Sample
+public typealias OTLPValueType = Opentelemetry_Proto_Profiles_V1development_ValueType
+public typealias OTLPMapping = Opentelemetry_Proto_Profiles_V1development_Mapping
+public typealias OTLPLocation = Opentelemetry_Proto_Profiles_V1development_Location
+public typealias OTLPLine = Opentelemetry_Proto_Profiles_V1development_Line
+public typealias OTLPFunction = Opentelemetry_Proto_Profiles_V1development_Function
+public typealias OTLPLink = Opentelemetry_Proto_Profiles_V1development_Link
+public typealias OTLPStack = Opentelemetry_Proto_Profiles_V1development_Stack
+public typealias OTLPKeyValueAndUnit = Opentelemetry_Proto_Profiles_V1development_KeyValueAndUnit
+public typealias OTLPAnyValue = Opentelemetry_Proto_Common_V1_AnyValue
+public typealias OTLPKeyValue = Opentelemetry_Proto_Common_V1_KeyValue
+public typealias OTLPArrayValue = Opentelemetry_Proto_Common_V1_ArrayValue
+public typealias OTLPResource = Opentelemetry_Proto_Resource_V1_Resource
+public typealias OTLPScope = Opentelemetry_Proto_Common_V1_InstrumentationScope
