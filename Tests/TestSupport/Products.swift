@@ -78,6 +78,12 @@ public func repositoryRoot(_ file: StaticString = #filePath) -> String {
 /// code in .venv, installed by hack/setup) on a serialized ExportProfilesServiceRequest and
 /// returns its violations (empty when the request follows every rule).
 public func otlpConformanceViolations(_ request: [UInt8]) throws -> [String] {
+    try otlpCheck(request).violations
+}
+
+/// The conformance checker's violations and the request's recorded samples (its summary's
+/// `total_weight`: timestamps, or counts without them).
+public func otlpCheck(_ request: [UInt8]) throws -> (violations: [String], recordedSamples: Int) {
     let root = repositoryRoot()
     let directory = try TemporaryDirectory()
     let path = directory.file("request.otlp")
@@ -90,5 +96,6 @@ public func otlpConformanceViolations(_ request: [UInt8]) throws -> [String] {
         let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
         let violations = object["violations"] as? [String]
     else { throw FixtureError("hack/otlp/check.py printed no JSON: \(result.stdout)") }
-    return violations
+    let summary = object["summary"] as? [String: Any]
+    return (violations, (summary?["total_weight"] as? Int) ?? 0)
 }
