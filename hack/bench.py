@@ -1537,17 +1537,21 @@ def encode_cost(bench, work, label):
         compile_c(["cc", "-shared", "-fPIC", "-O2", "-o", shim,
                    os.path.join(ROOT, "hack", "bench-support", "alloc-count.c")])
     allocations = []
+    stages = {}
     for repeats in (1, 3):
         counted = os.path.join(work, f"allocations-{label}-{repeats}")
         env = dict(os.environ, LD_PRELOAD=shim, ALLOC_COUNT_FILE=counted)
-        subprocess.run(cmd[:-1] + [str(repeats)], env=env, stdout=subprocess.DEVNULL, check=True)
+        run = subprocess.run(cmd[:-1] + [str(repeats)], env=env, stdout=subprocess.PIPE, text=True, check=True)
         with open(counted) as f:
             allocations.append(int(f.read()))
+        # Builds that look the counter up report each encoder's allocations themselves.
+        stages = json.loads(run.stdout).get("allocations", stages)
     per_repeat = (allocations[1] - allocations[0]) / 2
     return {"command": " ".join(cmd), "samples": out["samples"], "otlp_encode_ms": out["otlp"]["encode_ms"],
             "pprof_serialize_ms": out["pprof"]["serialize_ms"], "otlp_raw_bytes": out["otlp"]["raw_bytes"],
             "otlp_gzip_bytes": out["otlp"]["gzip_bytes"], "requests": out["otlp"]["requests"],
-            "allocations_per_repeat": per_repeat, "allocations_per_sample": per_repeat / out["samples"]}
+            "allocations_per_repeat": per_repeat, "allocations_per_sample": per_repeat / out["samples"],
+            "otlp_allocations": stages.get("otlp_encode"), "pprof_allocations": stages.get("pprof_serialize")}
 
 
 def cpu_at_19hz(argv):
@@ -1631,9 +1635,16 @@ def pipeline_section(p, own):
                      f"{x['allocations_per_sample']:.1f} |")
     speed = b["otlp_encode_ms"] / a["otlp_encode_ms"]
     allocs = b["allocations_per_repeat"] / max(1, a["allocations_per_repeat"])
+    own = ""
+    if a.get("otlp_allocations") is not None:
+        own = (f" Counted inside the after build (one encode each): the OTLP builder "
+               f"{a['otlp_allocations']:,} allocations ({a['otlp_allocations'] / a['samples']:.2f} per sample), "
+               f"the pprof serializer {a['pprof_allocations']:,} ({a['pprof_allocations'] / a['samples']:.2f} per sample);"
+               " the before build cannot count its stages apart.")
     lines += ["",
               f"Target (at least 2x cheaper): OTLP builder {speed:.1f}x faster "
-              f"({'met' if speed >= 2 else '**missed**'}); allocations {allocs:.1f}x fewer. "
+              f"({'met' if speed >= 2 else '**missed**'}); allocations of both encoders together {allocs:.1f}x fewer "
+              f"({'met' if allocs >= 2 else '**missed**'}).{own} "
               f"Output: {b['otlp_raw_bytes']:,} raw bytes before, {a['otlp_raw_bytes']:,} after "
               f"({a['requests']} request{'s' if a['requests'] != 1 else ''}).",
               f"Command: `{a['command']}`.",

@@ -398,44 +398,81 @@ private struct RequestEncoder {
         // clock conversion put it a little outside.
         var start = profile.startTimeNanos
         var end = profile.startTimeNanos &+ profile.durationNanos
-        var positions: [SampleKey: Int] = [:]
-        var samples: [OTLPSample] = []
-        let timestamps = configuration.sampleTimestamps
+        // First pass: which merged sample each record joins, and how many each gets, so the
+        // second pass allocates every array once at its final size.
+        var positions: [SampleKey: Int32] = [:]
+        var positionOfRecord: [Int32] = []
+        positionOfRecord.reserveCapacity(group.records.count)
+        var counts: [Int] = []
+        var firstRecord: [Int32] = []
         for index in group.records {
             let record = store.records[Int(index)]
             start = min(start, record.timestampNanos)
             end = max(end, record.timestampNanos &+ 1)
             let key = SampleKey(
                 stack: record.stack, tid: record.tid, threadName: record.threadName, traceContext: record.traceContext)
-            if let position = positions[key] {
-                if timestamps {
-                    samples[position].timestampsUnixNano.append(record.timestampNanos)
-                } else {
-                    samples[position].values[0] += 1
-                }
-                continue
+            let position: Int32
+            if let known = positions[key] {
+                position = known
+                counts[Int(position)] += 1
+            } else {
+                position = Int32(counts.count)
+                positions[key] = position
+                counts.append(1)
+                firstRecord.append(index)
             }
-            positions[key] = samples.count
+            positionOfRecord.append(position)
+        }
+        var samples: [OTLPSample] = []
+        samples.reserveCapacity(counts.count)
+        let timestamps = configuration.sampleTimestamps
+        for (position, index) in firstRecord.enumerated() {
+            let record = store.records[Int(index)]
             var otlpSample = OTLPSample()
             otlpSample.stackIndex = stackIndex(Int(record.stack))
-            var attributes = threadAttributes(tid: record.tid, name: record.threadName)
-            if record.traceContext >= 0 {
-                let context = traceContextIndices(Int(record.traceContext))
-                otlpSample.linkIndex = context.link
-                attributes += context.attributes
-            }
-            otlpSample.attributeIndices = attributes
+            let (link, attributes) = sampleAttributes(
+                tid: record.tid, name: record.threadName, traceContext: record.traceContext)
+            otlpSample.linkIndex = link
+            otlpSample.attributeIndices = attributes  // shared by every sample of the thread and span
             if timestamps {
-                otlpSample.timestampsUnixNano = [record.timestampNanos]
+                otlpSample.timestampsUnixNano.reserveCapacity(counts[position])
             } else {
-                otlpSample.values = [1]
+                otlpSample.values = [Int64(counts[position])]
             }
             samples.append(otlpSample)
+        }
+        if timestamps {
+            for (offset, index) in group.records.enumerated() {
+                samples[Int(positionOfRecord[offset])].timestampsUnixNano.append(
+                    store.records[Int(index)].timestampNanos)
+            }
         }
         output.samples = samples
         output.timeUnixNano = start
         output.durationNano = end - start
         return output
+    }
+
+    private struct SampleAttributesKey: Hashable {
+        var thread: ThreadKey
+        var traceContext: Int32
+    }
+    private var sampleAttributeIndices: [SampleAttributesKey: (link: Int32, attributes: [Int32])] = [:]
+
+    /// A sample's link and attribute indices (its thread's, then its span's), made once per
+    /// thread and span and shared by their samples.
+    private mutating func sampleAttributes(tid: Int32, name: Int32, traceContext: Int32) -> (Int32, [Int32]) {
+        let key = SampleAttributesKey(thread: ThreadKey(tid: tid, name: name), traceContext: traceContext)
+        if let known = sampleAttributeIndices[key] { return known }
+        var attributes = threadAttributes(tid: tid, name: name)
+        var link: Int32 = 0
+        if traceContext >= 0 {
+            let context = traceContextIndices(Int(traceContext))
+            link = context.link
+            attributes += context.attributes
+        }
+        sampleAttributeIndices[key] = (link, attributes)
+        return (link, attributes)
     }
 
     /// `thread.id` and `thread.name` of a sample, made once per thread.

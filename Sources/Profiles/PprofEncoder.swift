@@ -154,6 +154,7 @@ struct PprofBuilder {
         var locationIDs = [UInt64](repeating: 0, count: store.locations.count)
         var stackLocationIDs = [[UInt64]?](repeating: nil, count: store.stacks.count)
         var sampleIndices: [StoreSampleKey: Int] = [:]
+        var labelsByKey: [StoreSampleKey: [Perftools_Profiles_Label]] = [:]
         for record in store.records {
             let key = StoreSampleKey(
                 process: record.process, tid: record.tid, threadName: record.threadName, stack: record.stack,
@@ -176,14 +177,26 @@ struct PprofBuilder {
                 }
                 stackLocationIDs[stackIndex] = stack
             }
-            let process = store.processes[Int(record.process)]
+            // Labels depend on the process, thread and span, not the stack: made once each and
+            // shared (as the stack's location ids are) by the samples that carry them.
+            let labelKey = StoreSampleKey(
+                process: record.process, tid: record.tid, threadName: record.threadName, stack: -1,
+                traceContext: record.traceContext)
+            let sampleLabels: [Perftools_Profiles_Label]
+            if let known = labelsByKey[labelKey] {
+                sampleLabels = known
+            } else {
+                let process = store.processes[Int(record.process)]
+                sampleLabels = labels(
+                    pid: process.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
+                    processName: process.name,
+                    traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)])
+                labelsByKey[labelKey] = sampleLabels
+            }
             var entry = Perftools_Profiles_Sample()
             entry.locationID = stack
             entry.value = [1, period]
-            entry.label = labels(
-                pid: process.pid, tid: record.tid, threadName: store.strings[Int(record.threadName)],
-                processName: process.name,
-                traceContext: record.traceContext < 0 ? nil : store.traceContexts[Int(record.traceContext)])
+            entry.label = sampleLabels
             sampleIndices[key] = samples.count
             samples.append(entry)
         }

@@ -71,6 +71,15 @@ struct OTLPEncodeCost: ParsableCommand {
         let otlp = try measureOTLP(profile, builder: builder)
         report["pprof"] = pprof.report(samples: profile.sampleCount)
         report["otlp"] = otlp.report(samples: profile.sampleCount)
+        // Under hack/bench-support/alloc-count.c (LD_PRELOAD): heap allocations of one encode each.
+        if let counter = Self.allocationCounter() {
+            let beforeOTLP = counter()
+            _ = try builder.encode(profile)
+            let beforePprof = counter()
+            _ = try PprofEncoder().serialize(profile)
+            let end = counter()
+            report["allocations"] = ["otlp_encode": beforePprof - beforeOTLP, "pprof_serialize": end - beforePprof]
+        }
         report["otlp_gzip_within_pprof_gzip"] = otlp.gzipBytes <= pprof.gzipBytes
 
         // Without timestamps: the builder's count-per-sample mode (pprof's information).
@@ -262,5 +271,11 @@ struct OTLPEncodeCost: ParsableCommand {
             copy.add(sample)
         }
         return copy
+    }
+
+    /// The allocation counter of hack/bench-support/alloc-count.c when it is preloaded.
+    static func allocationCounter() -> (@convention(c) () -> UInt64)? {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "nodeprof_alloc_count") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) () -> UInt64).self)
     }
 }
