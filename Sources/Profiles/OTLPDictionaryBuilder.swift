@@ -21,6 +21,10 @@ package struct OTLPDictionaryBuilder {
     private var strings: [String: Int32] = ["": 0]
     private var attributes: [AttributeKey: Int32] = [:]
     private var locations: [LocationKey: Int32] = [:]
+    /// Arrays locations share instead of allocating their own: the attribute list of each
+    /// frame type, the line list of each function.
+    private var attributeLists: [Int32: [Int32]] = [:]
+    private var lineLists: [Int32: [OTLPLine]] = [:]
     // For entries that arrive as messages (pprof conversion): interned by the message.
     private var mappingMessages: [OTLPMapping: Int32] = [:]
     private var functionMessages: [OTLPFunction: Int32] = [:]
@@ -105,11 +109,21 @@ package struct OTLPDictionaryBuilder {
         var location = OTLPLocation()
         location.address = address
         location.mappingIndex = mapping
-        location.attributeIndices = [attribute]
+        if let shared = attributeLists[attribute] {
+            location.attributeIndices = shared
+        } else {
+            location.attributeIndices = [attribute]
+            attributeLists[attribute] = location.attributeIndices
+        }
         if function != 0 {
-            var line = OTLPLine()
-            line.functionIndex = function
-            location.lines = [line]
+            if let shared = lineLists[function] {
+                location.lines = shared
+            } else {
+                var line = OTLPLine()
+                line.functionIndex = function
+                location.lines = [line]
+                lineLists[function] = location.lines
+            }
         }
         let index = Int32(dictionary.locationTable.count)
         dictionary.locationTable.append(location)

@@ -129,6 +129,7 @@ struct PprofBuilder {
     private var kernelMapping = KernelMapping()
     private var functions: [Perftools_Profiles_Function] = []
     private var functionIDs: [FunctionKey: UInt64] = [:]
+    private var lineLists: [UInt64: [Perftools_Profiles_Line]] = [:]
     private var locations: [Perftools_Profiles_Location] = []
     private var locationIDs: [LocationKey: UInt64] = [:]
     /// Per mapping id - 1: whether some location in it has no function.
@@ -244,9 +245,16 @@ struct PprofBuilder {
         location.mappingID = mappingID
         location.address = frame.address
         if let name = frame.function {
-            var line = Perftools_Profiles_Line()
-            line.functionID = functionID(name: name, frame: frame)
-            location.line = [line]
+            // Locations of one function share its one-line list.
+            let function = functionID(name: name, frame: frame)
+            if let shared = lineLists[function] {
+                location.line = shared
+            } else {
+                var line = Perftools_Profiles_Line()
+                line.functionID = function
+                location.line = [line]
+                lineLists[function] = location.line
+            }
         } else if mappingID != 0 {
             mappingHasUnsymbolized[Int(mappingID - 1)] = true
         }
