@@ -1659,7 +1659,9 @@ def pipeline_section(p, own):
                                                                 "cpu_bpftrace")):
         x = p[key]
         lines.append(f"| {name} | {x['cpu_pct']:.2f}% | {x['rss_kib'] / 1024:.1f} MiB |")
-    lines += ["", "Commands: " + "; ".join(f"`{p[k]['command']}`" for k in ("cpu_after", "cpu_perf", "cpu_bpftrace"))
+    lines += ["", "At 19 Hz a run uses tens of milliseconds of CPU in 30 s: one run per tool cannot tell the two "
+              "builds apart (their order changed between runs of this section); the peers show the scale.",
+              "", "Commands: " + "; ".join(f"`{p[k]['command']}`" for k in ("cpu_after", "cpu_perf", "cpu_bpftrace"))
               + ".", ""]
     return lines
 
