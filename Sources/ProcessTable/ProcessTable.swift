@@ -246,6 +246,26 @@ public final class ProcessTable: ProcessImageSource {
     public func entry(pid: Int32, cgroupID: UInt64 = 0) -> ProcessEntry? {
         guard pid > 0 else { return nil }
         clock &+= 1
+        guard let index = entries.index(forKey: pid) else { return add(pid: pid, cgroupID: cgroupID) }
+        // Called for every sample: the usual case touches the entry in place and reads no
+        // clock (a process without a context, where the kernel reports publications).
+        entries.values[index].lastUse = clock
+        let current = entries.values[index]
+        guard current.needsRevalidation || current.context != nil || !configuration.contextEventsAvailable else {
+            return current
+        }
+        let now = monotonicNanoseconds()
+        let due =
+            current.context != nil
+            ? now &- current.contextCheckedAtNanos >= configuration.contextRecheckNanos
+            : !configuration.contextEventsAvailable && now &- current.contextCheckedAtNanos >= configuration.rescanNanos
+        guard current.needsRevalidation || due else { return current }
+        return refresh(pid: pid, cgroupID: cgroupID, now: now)
+    }
+
+    /// The slow path of ``entry(pid:cgroupID:)``: checks an entry after lost events, re-reads
+    /// a publisher's header, or looks for a context again where the kernel cannot report one.
+    private func refresh(pid: Int32, cgroupID: UInt64, now: UInt64) -> ProcessEntry? {
         guard var entry = entries[pid] else { return add(pid: pid, cgroupID: cgroupID) }
         if entry.needsRevalidation {
             counts.executableReads += 1
@@ -257,8 +277,6 @@ public final class ProcessTable: ProcessImageSource {
             }
             entry.needsRevalidation = false
         }
-        entry.lastUse = clock
-        let now = monotonicNanoseconds()
         if entry.context != nil {
             if now &- entry.contextCheckedAtNanos >= configuration.contextRecheckNanos {
                 recheckContext(&entry, now: now)
